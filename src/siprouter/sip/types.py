@@ -1,0 +1,19 @@
+"""Small value types shared by every layer."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Endpoint(NamedTuple):
+    """A transport address: protocol (lower case), host (IPv6 without brackets), port."""
+
+    proto: str
+    host: str
+    port: int
+
+    def hostport(self) -> str:
+        """``host:port`` with IPv6 hosts bracketed, as SIP writes them."""
+        if ":" in self.host:
+            return f"[{self.host}]:{self.port}"
+        return f"{self.host}:{self.port}"
