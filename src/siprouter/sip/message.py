@@ -1,0 +1,689 @@
+"""SIP message model: a lazy, exact parser and a serializer that keeps untouched bytes.
+
+Theory of operation
+-------------------
+A message keeps the bytes it arrived with. Parsing frames the start line, splits the header
+section into lines (unfolding continuation lines) and records, for every header line, its
+canonical lower-case name, its value text and the raw line it came from. Nothing inside a
+header value is parsed until somebody asks (``via1``, ``from_tag``, ``cseq_num`` ... are
+computed on first access and cached).
+
+Internally the header section is held as ``str`` decoded as ISO-8859-1, which maps each byte to
+one code point: offsets and lengths stay those of the bytes, decoding costs next to nothing, and
+encoding back gives the very same bytes. Values handed to callers are re-decoded as UTF-8 only
+when they hold non-ASCII characters, and values set by callers are brought into the same
+byte-per-code-point form, so a serialized message is always valid UTF-8 where its parts were.
+
+Edits (add, remove, replace a header; change the Request-URI or the body) change the header
+entry list; an entry that was not touched keeps its raw line, so it leaves byte-for-byte as it
+came (the equivalent of Kamailio's "lumps"). ``to_bytes()`` of an unedited message returns the
+original bytes.
+
+Errors: anything that cannot be framed raises :class:`ParseError`, which carries the SIP status
+owed to the sender (400, 413, 505 ...) or 0 when no answer can be sent (an unparseable
+response, a start line that is not SIP at all). Rules about header *values* (a CSeq method that
+differs from the request method, a missing Call-ID ...) are checked by ``sip.validate``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .headers import Via
+
+__all__ = [
+    "ParseError",
+    "SipMessage",
+    "parse_message",
+    "canonical_name",
+    "display_name",
+    "COMPACT_FORMS",
+]
+
+
+class ParseError(ValueError):
+    """A message that cannot be framed; ``status`` is the SIP status owed (0: drop silently)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status} {reason}" if status else reason)
+        self.status = status
+        self.reason = reason
+
+
+# RFC 3261 §7.3.3 and the IANA registry of compact forms.
+COMPACT_FORMS: dict[str, str] = {
+    "a": "accept-contact",
+    "b": "referred-by",
+    "c": "content-type",
+    "d": "request-disposition",
+    "e": "content-encoding",
+    "f": "from",
+    "i": "call-id",
+    "j": "reject-contact",
+    "k": "supported",
+    "l": "content-length",
+    "m": "contact",
+    "n": "identity-info",
+    "o": "event",
+    "r": "refer-to",
+    "s": "subject",
+    "t": "to",
+    "u": "allow-events",
+    "v": "via",
+    "x": "session-expires",
+    "y": "identity",
+}
+
+# Header names written by us, in their conventional spelling.
+_DISPLAY: dict[str, str] = {
+    "via": "Via",
+    "from": "From",
+    "to": "To",
+    "call-id": "Call-ID",
+    "cseq": "CSeq",
+    "contact": "Contact",
+    "max-forwards": "Max-Forwards",
+    "record-route": "Record-Route",
+    "route": "Route",
+    "content-length": "Content-Length",
+    "content-type": "Content-Type",
+    "www-authenticate": "WWW-Authenticate",
+    "proxy-authenticate": "Proxy-Authenticate",
+    "authorization": "Authorization",
+    "proxy-authorization": "Proxy-Authorization",
+    "user-agent": "User-Agent",
+    "server": "Server",
+    "expires": "Expires",
+    "min-expires": "Min-Expires",
+    "allow": "Allow",
+    "supported": "Supported",
+    "unsupported": "Unsupported",
+    "require": "Require",
+    "proxy-require": "Proxy-Require",
+    "timestamp": "Timestamp",
+    "date": "Date",
+    "path": "Path",
+    "reason": "Reason",
+    "retry-after": "Retry-After",
+}
+
+_name_cache: dict[str, str] = {}
+# names as written in parsed messages -> canonical name; filled only with validated tokens
+_parse_names: dict[str, str] = {}
+
+
+def canonical_name(name: str) -> str:
+    """Lower-case full header name for ``name`` (compact forms expanded)."""
+    c = _name_cache.get(name)
+    if c is None:
+        low = name.strip().lower()
+        c = COMPACT_FORMS.get(low, low)
+        if len(_name_cache) < 4096:
+            _name_cache[name] = c
+    return c
+
+
+def display_name(name: str) -> str:
+    """Conventional spelling of a header name (``call-id`` -> ``Call-ID``)."""
+    c = canonical_name(name)
+    d = _DISPLAY.get(c)
+    if d is not None:
+        return d
+    return "-".join(p[:1].upper() + p[1:] for p in c.split("-"))
+
+
+def _to_wire(text: str) -> str:
+    """Bring a caller's text into the byte-per-code-point (ISO-8859-1) form used inside."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _from_wire(text: str) -> str:
+    """Turn internal byte-per-code-point text back into what the bytes mean (UTF-8)."""
+    if text.isascii():
+        return text
+    return text.encode("latin-1").decode("utf-8", "replace")
+
+
+_SIP20 = "SIP/2.0"
+_TOKEN_CHARS = frozenset(
+    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+)
+# The largest Content-Length we will believe; anything beyond a datagram or our stream limit is
+# refused by the caller with 413 anyway (RFC 3261 §20.14 allows any non-negative integer).
+_MAX_CL_DIGITS = 10
+
+
+class SipMessage:
+    """A parsed SIP request or response; see the module docstring."""
+
+    __slots__ = (
+        "raw",
+        "is_request",
+        "method",
+        "_ruri",
+        "status",
+        "_reason",
+        "version",
+        "_first",
+        "_hdrs",
+        "_body",
+        "_edited",
+        "_body_edited",
+        "_via1",
+        "_cseq",
+        "_ftag",
+        "_ttag",
+        "cache",
+    )
+
+    raw: bytes
+    is_request: bool
+    method: str
+    status: int
+    version: str
+
+    def __init__(self) -> None:
+        self.raw = b""
+        self.is_request = True
+        self.method = ""
+        self._ruri = ""
+        self.status = 0
+        self._reason = ""
+        self.version = _SIP20
+        self._first = ""
+        # entries: [canonical name, value (internal form), raw line or None, written name or None]
+        self._hdrs: list[list[str | None]] = []
+        self._body = b""
+        self._edited = False
+        self._body_edited = False
+        self._via1: Via | None = None
+        self._cseq: tuple[int, str] | None = None
+        self._ftag: str | None | bool = False
+        self._ttag: str | None | bool = False
+        self.cache: dict[str, object] | None = None  # free per-message scratch for upper layers
+
+    # -- start line -----------------------------------------------------------------------------
+    @property
+    def ruri(self) -> str:
+        return _from_wire(self._ruri)
+
+    @ruri.setter
+    def ruri(self, value: str) -> None:
+        if not self.is_request:
+            raise ValueError("a response has no Request-URI")
+        value = value.strip()
+        if not value or " " in value or "\r" in value or "\n" in value:
+            raise ValueError(f"invalid Request-URI: {value!r}")
+        self._ruri = _to_wire(value)
+        self._first = ""
+        self._edited = True
+
+    @property
+    def reason(self) -> str:
+        return _from_wire(self._reason)
+
+    def first_line(self) -> str:
+        if self.is_request:
+            return f"{self.method} {self.ruri} {self.version}"
+        return f"{self.version} {self.status} {self.reason}"
+
+    # -- body -----------------------------------------------------------------------------------
+    @property
+    def body(self) -> bytes:
+        return self._body
+
+    @body.setter
+    def body(self, value: bytes) -> None:
+        self._body = bytes(value)
+        self._body_edited = True
+        self._edited = True
+        self.set("Content-Length", str(len(self._body)))
+
+    # -- header access ----------------------------------------------------------------------------
+    def get(self, name: str) -> str | None:
+        """Value of the first line of header ``name`` (unfolded, stripped), or None."""
+        c = _name_cache.get(name) or canonical_name(name)
+        for h in self._hdrs:
+            if h[0] == c:
+                v = h[1]
+                assert v is not None
+                return v if v.isascii() else _from_wire(v)
+        return None
+
+    def get_all(self, name: str) -> list[str]:
+        """Values of every line of header ``name``, in order."""
+        c = _name_cache.get(name) or canonical_name(name)
+        return [_from_wire(h[1]) for h in self._hdrs if h[0] == c]  # type: ignore[arg-type]
+
+    def values(self, name: str) -> list[str]:
+        """Comma-separated values over every line of header ``name`` (quotes and <> respected)."""
+        from .headers import split_commas
+
+        out: list[str] = []
+        for v in self.get_all(name):
+            out.extend(split_commas(v))
+        return out
+
+    def has(self, name: str) -> bool:
+        c = _name_cache.get(name) or canonical_name(name)
+        for h in self._hdrs:
+            if h[0] == c:
+                return True
+        return False
+
+    def count(self, name: str) -> int:
+        c = canonical_name(name)
+        return sum(1 for h in self._hdrs if h[0] == c)
+
+    def header_names(self) -> list[str]:
+        """Canonical names of the header lines, in order (repeats kept)."""
+        return [h[0] for h in self._hdrs]  # type: ignore[misc]
+
+    def headers(self) -> list[tuple[str, str]]:
+        """``(name as written, value)`` for every header line, in order."""
+        out = []
+        for h in self._hdrs:
+            written = h[3] or display_name(h[0])  # type: ignore[arg-type]
+            out.append((_from_wire(written), _from_wire(h[1])))  # type: ignore[arg-type]
+        return out
+
+    def _invalidate(self, c: str) -> None:
+        self._edited = True
+        if c == "via":
+            self._via1 = None
+        elif c == "cseq":
+            self._cseq = None
+        elif c == "from":
+            self._ftag = False
+        elif c == "to":
+            self._ttag = False
+
+    @staticmethod
+    def _check_value(value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("a header value may not contain CR or LF")
+        return _to_wire(value.strip())
+
+    def add(self, name: str, value: str, first: bool = False) -> None:
+        """Append a header line after the last one (or before every header with ``first``)."""
+        c = canonical_name(name)
+        entry: list[str | None] = [c, self._check_value(value), None, _to_wire(name.strip())]
+        if first:
+            self._hdrs.insert(0, entry)
+        else:
+            self._hdrs.append(entry)
+        self._invalidate(c)
+
+    def insert_top(self, name: str, value: str) -> None:
+        """Insert a line as the first instance of header ``name`` (Via, Record-Route ...)."""
+        c = canonical_name(name)
+        entry: list[str | None] = [c, self._check_value(value), None, None]
+        hdrs = self._hdrs
+        for i, h in enumerate(hdrs):
+            if h[0] == c:
+                hdrs.insert(i, entry)
+                break
+        else:
+            # No such header yet: Via goes first of all, others after the last header.
+            if c == "via":
+                hdrs.insert(0, entry)
+            else:
+                hdrs.append(entry)
+        self._invalidate(c)
+
+    def remove(self, name: str) -> int:
+        """Remove every line of header ``name``; returns how many were removed."""
+        c = canonical_name(name)
+        before = len(self._hdrs)
+        self._hdrs = [h for h in self._hdrs if h[0] != c]
+        n = before - len(self._hdrs)
+        if n:
+            self._invalidate(c)
+        return n
+
+    def remove_first_value(self, name: str) -> str | None:
+        """Remove the first comma-separated value of header ``name`` and return it."""
+        from .headers import split_commas
+
+        c = canonical_name(name)
+        hdrs = self._hdrs
+        for i, h in enumerate(hdrs):
+            if h[0] == c:
+                parts = split_commas(h[1])  # type: ignore[arg-type]
+                if len(parts) <= 1:
+                    del hdrs[i]
+                else:
+                    h[1] = ", ".join(parts[1:])
+                    h[2] = None
+                self._invalidate(c)
+                return _from_wire(parts[0]) if parts else None
+        return None
+
+    def set(self, name: str, value: str) -> None:
+        """Replace every line of header ``name`` with one line holding ``value``."""
+        c = canonical_name(name)
+        v = self._check_value(value)
+        hdrs = self._hdrs
+        found = -1
+        for i, h in enumerate(hdrs):
+            if h[0] == c:
+                found = i
+                break
+        if found < 0:
+            hdrs.append([c, v, None, None])
+        else:
+            old = hdrs[found]
+            hdrs[found] = [c, v, None, old[3]]
+            if any(h[0] == c for h in hdrs[found + 1 :]):
+                self._hdrs = hdrs[: found + 1] + [h for h in hdrs[found + 1 :] if h[0] != c]
+        self._invalidate(c)
+
+    def replace_first(self, name: str, value: str) -> None:
+        """Replace the first line of header ``name`` (appending it when absent)."""
+        c = canonical_name(name)
+        v = self._check_value(value)
+        for h in self._hdrs:
+            if h[0] == c:
+                h[1] = v
+                h[2] = None
+                self._invalidate(c)
+                return
+        self._hdrs.append([c, v, None, None])
+        self._invalidate(c)
+
+    # -- cached typed accessors -------------------------------------------------------------------
+    @property
+    def call_id(self) -> str:
+        v = self.get("call-id")
+        return v if v is not None else ""
+
+    def _parse_cseq(self) -> tuple[int, str]:
+        c = self._cseq
+        if c is None:
+            v = self.get("cseq")
+            if v is None:
+                raise ValueError("no CSeq header")
+            parts = v.split()
+            if len(parts) != 2 or not parts[0].isdigit() or len(parts[0]) > 10:
+                raise ValueError(f"invalid CSeq: {v!r}")
+            num = int(parts[0])
+            if num >= 2**31:
+                raise ValueError(f"CSeq number out of range: {v!r}")
+            c = self._cseq = (num, parts[1])
+        return c
+
+    @property
+    def cseq_num(self) -> int:
+        return self._parse_cseq()[0]
+
+    @property
+    def cseq_method(self) -> str:
+        return self._parse_cseq()[1]
+
+    @property
+    def via1(self) -> Via:
+        """The top Via, parsed (ValueError when missing or malformed)."""
+        v = self._via1
+        if v is None:
+            raw = self.get("via")
+            if raw is None:
+                raise ValueError("no Via header")
+            from .headers import parse_via
+
+            first = parse_via(raw)
+            if not first:
+                raise ValueError("empty Via header")
+            v = self._via1 = first[0]
+        return v
+
+    @property
+    def vias(self) -> list[Via]:
+        from .headers import parse_via
+
+        out: list[Via] = []
+        for v in self.get_all("via"):
+            out.extend(parse_via(v))
+        return out
+
+    @property
+    def branch(self) -> str | None:
+        """Branch parameter of the top Via (None when absent or unparseable)."""
+        try:
+            return self.via1.branch
+        except ValueError:
+            return None
+
+    @property
+    def from_tag(self) -> str | None:
+        t = self._ftag
+        if t is False:
+            t = self._ftag = _tag_of(self.get("from"))
+        return t  # type: ignore[return-value]
+
+    @property
+    def to_tag(self) -> str | None:
+        t = self._ttag
+        if t is False:
+            t = self._ttag = _tag_of(self.get("to"))
+        return t  # type: ignore[return-value]
+
+    # -- serialization --------------------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        if not self._edited:
+            return self.raw
+        first = self._first
+        if not first:
+            if self.is_request:
+                first = f"{self.method} {self._ruri} {self.version}\r\n"
+            else:
+                first = f"{self.version} {self.status} {self._reason}\r\n"
+            self._first = first
+        parts = [first]
+        append = parts.append
+        for h in self._hdrs:
+            line = h[2]
+            if line is None:
+                written = h[3]
+                append(
+                    f"{written or _DISPLAY.get(h[0]) or display_name(h[0])}: {h[1]}\r\n"  # type: ignore[arg-type]
+                )
+            else:
+                append(line)
+        append("\r\n")
+        return "".join(parts).encode("latin-1") + self._body
+
+    def copy(self) -> SipMessage:
+        """An independent copy (edits on it do not touch this message)."""
+        m = SipMessage()
+        m.raw = self.raw
+        m.is_request = self.is_request
+        m.method = self.method
+        m._ruri = self._ruri
+        m.status = self.status
+        m._reason = self._reason
+        m.version = self.version
+        m._first = self._first
+        m._hdrs = [list(h) for h in self._hdrs]
+        m._body = self._body
+        m._edited = self._edited
+        m._body_edited = self._body_edited
+        m._via1 = self._via1
+        m._cseq = self._cseq
+        m._ftag = self._ftag
+        m._ttag = self._ttag
+        return m
+
+    def __repr__(self) -> str:
+        if self.is_request:
+            return f"<SipMessage {self.method} {self.ruri} call-id={self.call_id!r}>"
+        return f"<SipMessage {self.status} {self.reason} call-id={self.call_id!r}>"
+
+
+def _tag_of(value: str | None) -> str | None:
+    """The ``tag`` parameter of a From/To value (header parameters only, not URI ones)."""
+    if value is None:
+        return None
+    gt = value.rfind(">")
+    tail = value[gt + 1 :] if gt >= 0 else value
+    low = tail.lower()
+    i = low.find("tag")
+    while i >= 0:
+        # must be a parameter name: preceded by ';' (LWS allowed) and followed by '='
+        j = i - 1
+        while j >= 0 and low[j] in " \t":
+            j -= 1
+        k = i + 3
+        while k < len(low) and low[k] in " \t":
+            k += 1
+        if j >= 0 and low[j] == ";" and k < len(low) and low[k] == "=":
+            k += 1
+            while k < len(low) and low[k] in " \t":
+                k += 1
+            e = k
+            while e < len(tail) and tail[e] not in "; \t,":
+                e += 1
+            return tail[k:e] or None
+        i = low.find("tag", i + 3)
+    return None
+
+
+def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
+    """Parse one SIP message from ``data``.
+
+    For a datagram (``stream=False``) a missing Content-Length means the body runs to the end of
+    the datagram, and bytes beyond Content-Length are discarded (RFC 3261 §18.3). For a stream
+    the framer has already cut the message at Content-Length.
+    """
+    if not data:
+        raise ParseError(0, "empty message")
+    # Leading CRLFs before the start line are ignored (RFC 3261 §7.5).
+    start = 0
+    n = len(data)
+    while start < n and data[start] in (13, 10):
+        start += 1
+    if start >= n:
+        raise ParseError(0, "keep-alive only")
+    end = data.find(b"\r\n\r\n", start)
+    if end >= 0:
+        head_end, body_start = end + 2, end + 4
+    else:
+        end = data.find(b"\n\n", start)
+        if end < 0:
+            raise ParseError(400, "no end of header section")
+        head_end, body_start = end + 1, end + 2
+    # the header section, each line with its own line end; split() leaves a last empty item
+    head = data[start:head_end].decode("latin-1")
+    msg = SipMessage()
+    lines = head.split("\n")
+    lines.pop()
+    first = lines[0]
+    if first.endswith("\r"):
+        first = first[:-1]
+    _parse_first_line(msg, first)
+
+    hdrs = msg._hdrs
+    cache = _parse_names
+    cur: list[str | None] | None = None
+    cur_lines: list[str] | None = None
+    nl = len(lines)
+    for idx in range(1, nl):
+        line = lines[idx]
+        if line.endswith("\r"):
+            raw_line = line + "\n"
+            line = line[:-1]
+        else:
+            raw_line = line + "\r\n"  # a bare LF line end leaves as CRLF
+        if not line:
+            raise ParseError(400, "empty line inside header section")
+        c0 = line[0]
+        if c0 == " " or c0 == "\t":
+            # folded continuation of the previous header line (RFC 3261 §7.3.1)
+            if cur is None or cur_lines is None:
+                raise ParseError(400, "continuation line before the first header")
+            cur[1] = f"{cur[1]} {line.strip()}".strip()
+            cur_lines.append(raw_line)
+            cur[2] = "".join(cur_lines)
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            raise ParseError(400, f"malformed header line: {line[:40]!r}")
+        name = line[:colon]
+        c = cache.get(name)
+        if c is None:
+            stripped = name.rstrip(" \t")
+            if not stripped or any(ch not in _TOKEN_CHARS for ch in stripped):
+                raise ParseError(400, f"invalid header name: {name[:40]!r}")
+            c = canonical_name(stripped)
+            if len(cache) < 4096:
+                cache[name] = c
+        value = line[colon + 1 :].strip()
+        cur = [c, value, raw_line, name.rstrip(" \t")]
+        cur_lines = [raw_line]
+        hdrs.append(cur)
+
+    # Content-Length and body
+    cl_values = [h[1] for h in hdrs if h[0] == "content-length"]
+    rest = data[body_start:]
+    if cl_values:
+        if len(cl_values) > 1 and len(set(cl_values)) > 1:
+            raise ParseError(400, "conflicting Content-Length headers")
+        clv = cl_values[0]
+        assert clv is not None
+        if not clv.isdigit() or not clv.isascii():
+            raise ParseError(400, f"invalid Content-Length: {clv[:20]!r}")
+        if len(clv) > _MAX_CL_DIGITS:
+            raise ParseError(400, "Content-Length out of range")
+        cl = int(clv)
+        if cl > len(rest):
+            raise ParseError(400, "Content-Length larger than the message body")
+        if cl < len(rest):
+            # RFC 3261 §18.3: extra bytes past Content-Length in a datagram are discarded.
+            rest = rest[:cl]
+            data = data[: body_start + cl]
+    elif stream:
+        raise ParseError(400, "Content-Length is mandatory on a stream transport")
+    msg._body = rest
+    msg.raw = data if start == 0 else data[start:]
+    return msg
+
+
+def _parse_first_line(msg: SipMessage, first: str) -> None:
+    if first.startswith("SIP/"):
+        # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+        parts = first.split(" ", 2)
+        if len(parts) < 2:
+            raise ParseError(0, "malformed status line")
+        ver, code = parts[0], parts[1]
+        if ver.upper() != _SIP20:
+            raise ParseError(0, f"unsupported SIP version in response: {ver[:20]!r}")
+        if len(code) != 3 or not code.isdigit() or code[0] == "0":
+            raise ParseError(0, f"invalid status code: {code[:20]!r}")
+        msg.is_request = False
+        msg.status = int(code)
+        msg._reason = parts[2] if len(parts) > 2 else ""
+        msg.version = _SIP20
+        msg._first = first + "\r\n"
+        return
+    # Request-Line = Method SP Request-URI SP SIP-Version  (exactly single SPs, RFC 3261 §25.1)
+    parts = first.split(" ")
+    if len(parts) != 3 or not parts[0] or not parts[1] or not parts[2]:
+        if first[:1] in (" ", "\t") or "  " in first or first.endswith(" "):
+            raise ParseError(400, "malformed Request-Line: extra whitespace")
+        raise ParseError(400, "malformed Request-Line")
+    method, ruri, ver = parts
+    if any(ch not in _TOKEN_CHARS for ch in method):
+        raise ParseError(400, f"invalid method token: {method[:20]!r}")
+    if not ver.upper().startswith("SIP/"):
+        raise ParseError(400, f"not a SIP request: {ver[:20]!r}")
+    if ver.upper() != _SIP20:
+        raise ParseError(505, "Version Not Supported")
+    if ruri[0] == "<":
+        raise ParseError(400, "Request-URI enclosed in <>")
+    msg.is_request = True
+    msg.method = method
+    msg._ruri = ruri
+    msg.version = _SIP20
+    msg._first = first + "\r\n"

@@ -1,0 +1,122 @@
+"""Unit tests of the lazy parser and the edit-preserving serializer."""
+
+from __future__ import annotations
+
+import pytest
+
+from siprouter.sip.message import ParseError, canonical_name, display_name, parse_message
+
+INVITE = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"To: Bob <sip:bob@example.com>\r\n"
+    b'From: "Alice" <sip:alice@example.com;tag=uri>;tag=1928301774\r\n'
+    b"Call-ID: a84b4c76e66710@pc33.example.com\r\n"
+    b"CSeq: 314159 INVITE\r\n"
+    b"Subject  :  folded\r\n   value\r\n"
+    b"Contact: <sip:alice@192.0.2.1>\r\n"
+    b"Content-Type: application/sdp\r\n"
+    b"Content-Length: 4\r\n"
+    b"\r\n"
+    b"v=0\n"
+)
+
+
+def test_parse_request_basics() -> None:
+    m = parse_message(INVITE)
+    assert m.is_request and m.method == "INVITE"
+    assert m.ruri == "sip:bob@example.com"
+    assert m.call_id == "a84b4c76e66710@pc33.example.com"
+    assert (m.cseq_num, m.cseq_method) == (314159, "INVITE")
+    assert m.from_tag == "1928301774"
+    assert m.to_tag is None
+    assert m.get("subject") == "folded value"
+    assert m.get("l") == "4"
+    assert m.body == b"v=0\n"
+    assert m.to_bytes() is m.raw
+
+
+def test_untouched_lines_keep_their_bytes() -> None:
+    m = parse_message(INVITE)
+    m.insert_top("Via", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKnew")
+    m.set("Max-Forwards", "69")
+    out = m.to_bytes()
+    assert out.startswith(b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;")
+    assert b"Subject  :  folded\r\n   value\r\n" in out
+    assert b"Max-Forwards: 69\r\n" in out
+    assert out.endswith(b"Content-Length: 4\r\n\r\nv=0\n")
+    again = parse_message(out)
+    assert again.get_all("via")[1] == "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK776asdhds"
+
+
+def test_ruri_and_body_edits() -> None:
+    m = parse_message(INVITE)
+    m.ruri = "sip:bob@10.0.0.2:5070"
+    m.body = b"hello"
+    again = parse_message(m.to_bytes())
+    assert again.ruri == "sip:bob@10.0.0.2:5070"
+    assert again.body == b"hello" and again.get("content-length") == "5"
+
+
+def test_remove_and_first_value() -> None:
+    m = parse_message(
+        b"OPTIONS sip:a@b SIP/2.0\r\nRoute: <sip:p1;lr>, <sip:p2;lr>\r\nRoute: <sip:p3>\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    assert m.values("route") == ["<sip:p1;lr>", "<sip:p2;lr>", "<sip:p3>"]
+    assert m.remove_first_value("Route") == "<sip:p1;lr>"
+    assert m.values("route") == ["<sip:p2;lr>", "<sip:p3>"]
+    assert m.remove("route") == 2 and not m.has("route")
+
+
+def test_response() -> None:
+    m = parse_message(b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+                      b"To: <sip:b@h>;tag=x\r\nContent-Length: 0\r\n\r\n")
+    assert not m.is_request and m.status == 180 and m.reason == "Ringing"
+    assert m.to_tag == "x"
+
+
+def test_datagram_extra_bytes_discarded_and_missing_cl() -> None:
+    m = parse_message(b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 2\r\n\r\nhiEXTRA")
+    assert m.body == b"hi" and m.raw.endswith(b"\r\n\r\nhi")
+    m = parse_message(b"MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\nall of it")
+    assert m.body == b"all of it"
+    with pytest.raises(ParseError) as e:
+        parse_message(b"MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\n\r\n", stream=True)
+    assert e.value.status == 400
+
+
+@pytest.mark.parametrize(
+    "data,status",
+    [
+        (b"INVITE  sip:a@b SIP/2.0\r\n\r\n", 400),
+        (b"INVITE sip:a@b SIP/2.0 \r\n\r\n", 400),
+        (b"INVITE <sip:a@b> SIP/2.0\r\n\r\n", 400),
+        (b"INVITE sip:a@b SIP/7.0\r\n\r\n", 505),
+        (b"INVITE sip:a@b SIP/2.0\r\nNo colon here\r\n\r\n", 400),
+        (b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 99\r\n\r\nshort", 400),
+        (b"INVITE sip:a@b SIP/2.0\r\nContent-Length: -1\r\n\r\n", 400),
+        (b"SIP/2.0 4294967301 Big\r\n\r\n", 0),
+        (b"INVITE sip:a@b SIP/2.0\r\nVia: x", 400),
+        (b"", 0),
+        (b"\r\n\r\n", 0),
+    ],
+)
+def test_unframeable(data: bytes, status: int) -> None:
+    with pytest.raises(ParseError) as e:
+        parse_message(data)
+    assert e.value.status == status
+
+
+def test_names() -> None:
+    assert canonical_name("V") == "via" and canonical_name("Call-Id") == "call-id"
+    assert display_name("i") == "Call-ID" and display_name("x-custom-thing") == "X-Custom-Thing"
+
+
+def test_utf8_values_round_trip() -> None:
+    raw = "MESSAGE sip:a@b SIP/2.0\r\nFrom: \"Zoë\" <sip:z@b>;tag=1\r\n\r\n".encode()
+    m = parse_message(raw)
+    assert m.get("from") == '"Zoë" <sip:z@b>;tag=1'
+    m.add("Subject", "café")
+    assert "Subject: café\r\n".encode() in m.to_bytes()
