@@ -33,12 +33,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .headers import Via
 
 __all__ = [
+    "COMPACT_FORMS",
     "ParseError",
     "SipMessage",
-    "parse_message",
     "canonical_name",
     "display_name",
-    "COMPACT_FORMS",
+    "parse_message",
 ]
 
 
@@ -160,23 +160,23 @@ class SipMessage:
     """A parsed SIP request or response; see the module docstring."""
 
     __slots__ = (
-        "raw",
+        "_body",
+        "_body_edited",
+        "_cseq",
+        "_edited",
+        "_first",
+        "_ftag",
+        "_hdrs",
+        "_reason",
+        "_ruri",
+        "_ttag",
+        "_via1",
+        "cache",
         "is_request",
         "method",
-        "_ruri",
+        "raw",
         "status",
-        "_reason",
         "version",
-        "_first",
-        "_hdrs",
-        "_body",
-        "_edited",
-        "_body_edited",
-        "_via1",
-        "_cseq",
-        "_ftag",
-        "_ttag",
-        "cache",
     )
 
     raw: bytes
@@ -580,8 +580,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     lines = head.split("\n")
     lines.pop()
     first = lines[0]
-    if first.endswith("\r"):
-        first = first[:-1]
+    first = first.removesuffix("\r")
     _parse_first_line(msg, first)
 
     hdrs = msg._hdrs
