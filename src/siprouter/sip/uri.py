@@ -1,0 +1,315 @@
+"""SIP, SIPS and tel URIs: parsing, rebuilding and comparison, sans-IO.
+
+Implements the grammar of RFC 3261 §19.1.1 / §25.1 (``SIP-URI``, ``SIPS-URI``), IPv6 references
+as RFC 5118 clarifies them, and enough of RFC 3966 (``tel:``) for routing. Comparison follows
+RFC 3261 §19.1.4 rule by rule (see ``uri_equal``).
+
+Representation (``SipURI``):
+
+- ``scheme`` lower case: ``'sip'``, ``'sips'`` or ``'tel'``;
+- ``user`` and ``password`` exactly as written (still %-escaped), or None;
+- ``host`` as written (case kept; compare with ``uri_equal``); an IPv6 reference is stored
+  *without* brackets, like every host in this package (``host_port()`` and ``str()`` add them);
+  ``''`` for tel URIs;
+- ``port`` int or None; ``params`` lower-case names, values as written (None = no value);
+- ``headers`` names and values as written.
+
+``parse_uri`` raises ``ValueError`` on bad syntax, and its subclass ``UnsupportedURIScheme``
+(carrying ``scheme``) for a syntactically fine URI of a scheme other than sip/sips/tel, so that
+request validation can answer 416 rather than 400.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+__all__ = ["SipURI", "UnsupportedURIScheme", "parse_uri", "uri_equal"]
+
+_HEX2 = r"%[0-9A-Fa-f]{2}"
+_UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
+# user = 1*( unreserved / escaped / user-unreserved ); user-unreserved = & = + $ , ; ? /
+_USER_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,;?/]|{_HEX2})+")
+# password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )
+_PASSWORD_RE = re.compile(rf"(?:[{_UNRESERVED}&=+$,]|{_HEX2})*")
+# paramchar = param-unreserved / unreserved / escaped; param-unreserved = [ ] / : & + $
+_PARAMCHARS_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_HEX2})+")
+# hname / hvalue: hnv-unreserved = [ ] / ? : + $
+_HNAME_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_HEX2})+")
+_HVALUE_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_HEX2})*")
+# hostname = *( domainlabel "." ) toplabel [ "." ]; '_' tolerated as deployed.
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_.])?")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+# RFC 3966 telephone-subscriber, leniently: digits, hex digits, visual separators, '*', '#', '+'
+_TEL_NUMBER_RE = re.compile(rf"(?:[0-9A-Fa-f*#+\-.()pPwW]|{_HEX2})+")
+_ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+_TEL_VISUAL_RE = re.compile(r"[\-.()]")
+
+# RFC 3261 §19.1.4: these parameters must match when present in either URI.
+_STRICT_PARAMS = ("user", "ttl", "method", "maddr", "transport")
+# RFC 3261 §19.1.2 / §25.1: reserved = ; / ? : @ & = + $ ,
+_RESERVED = frozenset(";/?:@&=+$,")
+
+
+class UnsupportedURIScheme(ValueError):
+    """The URI's scheme is not sip, sips or tel (RFC 3261 §8.2.2.1: answer 416)."""
+
+    def __init__(self, scheme: str) -> None:
+        super().__init__(f"unsupported URI scheme {scheme!r}")
+        self.scheme = scheme
+
+
+class SipURI:
+    """A parsed sip/sips/tel URI. Mutable; ``str()`` rebuilds the text."""
+
+    __slots__ = ("headers", "host", "params", "password", "port", "scheme", "user")
+
+    def __init__(
+        self,
+        scheme: str = "sip",
+        user: str | None = None,
+        host: str = "",
+        port: int | None = None,
+        params: dict[str, str | None] | None = None,
+        headers: dict[str, str] | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.scheme = scheme
+        self.user = user
+        self.password = password
+        self.host = host
+        self.port = port
+        self.params: dict[str, str | None] = {} if params is None else params
+        self.headers: dict[str, str] = {} if headers is None else headers
+
+    def host_port(self) -> str:
+        """``host[:port]`` with an IPv6 host bracketed."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port is None else f"{host}:{self.port}"
+
+    @property
+    def transport(self) -> str:
+        """The ``transport`` parameter, lower case; default 'tls' for sips, else 'udp'."""
+        t = self.params.get("transport")
+        if t:
+            return t.lower()
+        return "tls" if self.scheme == "sips" else "udp"
+
+    @property
+    def lr(self) -> bool:
+        return "lr" in self.params
+
+    @property
+    def maddr(self) -> str | None:
+        return self.params.get("maddr")
+
+    def __str__(self) -> str:
+        parts = [self.scheme, ":"]
+        if self.scheme == "tel":
+            parts.append(self.user or "")
+        else:
+            if self.user is not None:
+                parts.append(self.user)
+                if self.password is not None:
+                    parts += (":", self.password)
+                parts.append("@")
+            parts.append(self.host_port())
+        for k, v in self.params.items():
+            parts += (";", k) if v is None else (";", k, "=", v)
+        if self.headers:
+            parts.append("?")
+            parts.append("&".join(f"{k}={v}" for k, v in self.headers.items()))
+        return "".join(parts)
+
+    def __repr__(self) -> str:
+        return f"SipURI({str(self)!r})"
+
+
+def _parse_params(text: str, uri: str) -> dict[str, str | None]:
+    params: dict[str, str | None] = {}
+    for item in text.split(";"):
+        name, eq, value = item.partition("=")
+        if _PARAMCHARS_RE.fullmatch(name) is None:
+            raise ValueError(f"bad URI parameter {item!r} in {uri!r}")
+        if eq:
+            if _PARAMCHARS_RE.fullmatch(value) is None:
+                raise ValueError(f"bad URI parameter value {item!r} in {uri!r}")
+            params[name.lower()] = value
+        else:
+            params[name.lower()] = None
+    return params
+
+
+def _parse_headers(text: str, uri: str) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in text.split("&"):
+        name, eq, value = item.partition("=")
+        if not eq or _HNAME_RE.fullmatch(name) is None or _HVALUE_RE.fullmatch(value) is None:
+            raise ValueError(f"bad URI header {item!r} in {uri!r}")
+        headers[name] = value
+    return headers
+
+
+def _parse_tel(rest: str, text: str) -> SipURI:
+    number, semi, ptext = rest.partition(";")
+    if _TEL_NUMBER_RE.fullmatch(number) is None:
+        raise ValueError(f"bad tel URI {text!r}")
+    return SipURI("tel", number, "", None, _parse_params(ptext, text) if semi else {})
+
+
+def parse_uri(text: str) -> SipURI:
+    """Parse a sip:, sips: or tel: URI; ValueError (UnsupportedURIScheme) otherwise."""
+    scheme, colon, rest = text.partition(":")
+    if not colon or _SCHEME_RE.fullmatch(scheme) is None:
+        raise ValueError(f"bad URI {text[:60]!r}: no scheme")
+    scheme = scheme.lower()
+    if scheme not in ("sip", "sips"):
+        if scheme == "tel":
+            return _parse_tel(rest, text)
+        if any(c in rest for c in ' \t\r\n<>"') or not rest:
+            raise ValueError(f"bad URI {text[:60]!r}")
+        raise UnsupportedURIScheme(scheme)
+
+    user: str | None = None
+    password: str | None = None
+    at = rest.find("@")
+    if at >= 0:
+        userinfo = rest[:at]
+        rest = rest[at + 1 :]
+        user, colon, pw = userinfo.partition(":")
+        if _USER_RE.fullmatch(user) is None:
+            raise ValueError(f"bad user part in URI {text[:60]!r}")
+        if colon:
+            if _PASSWORD_RE.fullmatch(pw) is None:
+                raise ValueError(f"bad password in URI {text[:60]!r}")
+            password = pw
+
+    # hostport
+    if rest.startswith("["):
+        end = rest.find("]")
+        if end < 0:
+            raise ValueError(f"bad IPv6 reference in URI {text[:60]!r}")
+        host = rest[1:end]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(f"bad IPv6 reference in URI {text[:60]!r}") from None
+        i = end + 1
+    else:
+        i = 0
+        n = len(rest)
+        while i < n and rest[i] not in ":;?":
+            i += 1
+        host = rest[:i]
+        if _HOSTNAME_RE.fullmatch(host) is None:
+            raise ValueError(f"bad host in URI {text[:60]!r}")
+    port: int | None = None
+    tail = rest[i:]
+    if tail.startswith(":"):
+        j = 1
+        while j < len(tail) and tail[j].isdigit():
+            j += 1
+        digits = tail[1:j]
+        if not digits or not digits.isascii() or len(digits) > 5 or int(digits) > 65535:
+            raise ValueError(f"bad port in URI {text[:60]!r}")
+        port = int(digits)
+        tail = tail[j:]
+
+    params: dict[str, str | None] = {}
+    headers: dict[str, str] = {}
+    if tail:
+        ptext, q, htext = tail.partition("?")
+        if ptext:
+            if ptext[0] != ";":
+                raise ValueError(f"bad URI {text[:60]!r}: unexpected {ptext[:20]!r}")
+            params = _parse_params(ptext[1:], text)
+        if q:
+            headers = _parse_headers(htext, text)
+    return SipURI(scheme, user, host, port, params, headers, password)
+
+
+# --------------------------------------------------------------------------------------------
+# comparison (RFC 3261 §19.1.4)
+
+
+def _norm(text: str) -> str:
+    """Resolve %XX escapes of characters outside the reserved set (which are equivalent to
+    the character itself); keep escaped reserved characters escaped, hex in upper case."""
+    if "%" not in text:
+        return text
+
+    def repl(m: re.Match[str]) -> str:
+        c = chr(int(m.group(1), 16))
+        if c in _RESERVED or c == "%" or ord(c) < 0x21 or ord(c) > 0x7E:
+            return "%" + m.group(1).upper()
+        return c
+
+    return _ESCAPE_RE.sub(repl, text)
+
+
+def _norm_ci(text: str | None) -> str | None:
+    return None if text is None else _norm(text).lower()
+
+
+def _host_key(host: str) -> str:
+    if ":" in host:
+        try:
+            return str(ipaddress.IPv6Address(host))
+        except ValueError:
+            return host.lower()
+    return host.lower()
+
+
+def _params_equal(a: dict[str, str | None], b: dict[str, str | None]) -> bool:
+    for name in _STRICT_PARAMS:
+        if (name in a or name in b) and (
+            name not in a or name not in b or _norm_ci(a[name]) != _norm_ci(b[name])
+        ):
+            return False
+    for name, value in a.items():
+        if name in b and name not in _STRICT_PARAMS and _norm_ci(value) != _norm_ci(b[name]):
+            return False
+    return True
+
+
+def _headers_key(h: dict[str, str]) -> dict[str, str]:
+    return {_norm(k).lower(): _norm(v).lower() for k, v in h.items()}
+
+
+def uri_equal(a: SipURI | str, b: SipURI | str) -> bool:
+    """RFC 3261 §19.1.4 URI equality.
+
+    - sip and sips URIs are never equal; schemes compare case-insensitively;
+    - userinfo (user and password) compares case-sensitively, after resolving escapes;
+    - hosts compare case-insensitively (IPv6 literals as addresses); ports must both be
+      absent or equal (an absent port does not equal 5060);
+    - user, ttl, method, maddr and transport parameters must match if present in either URI;
+      other parameters are compared only when present in both; names and values
+      case-insensitively;
+    - headers must all be present in both and match (case-insensitively).
+    tel URIs (RFC 3966 §4) compare their numbers without visual separators, and all params.
+    Strings are parsed first (ValueError if they do not parse).
+    """
+    x = parse_uri(a) if isinstance(a, str) else a
+    y = parse_uri(b) if isinstance(b, str) else b
+    if x.scheme != y.scheme:
+        return False
+    if x.scheme == "tel":
+        return _TEL_VISUAL_RE.sub("", _norm(x.user or "")).lower() == _TEL_VISUAL_RE.sub(
+            "", _norm(y.user or "")
+        ).lower() and {k: _norm_ci(v) for k, v in x.params.items()} == {
+            k: _norm_ci(v) for k, v in y.params.items()
+        }
+    if (x.user is None) != (y.user is None) or (
+        x.user is not None and y.user is not None and _norm(x.user) != _norm(y.user)
+    ):
+        return False
+    if (x.password is None) != (y.password is None) or (
+        x.password is not None and y.password is not None and _norm(x.password) != _norm(y.password)
+    ):
+        return False
+    if _host_key(x.host) != _host_key(y.host) or x.port != y.port:
+        return False
+    if not _params_equal(x.params, y.params):
+        return False
+    return _headers_key(x.headers) == _headers_key(y.headers)
