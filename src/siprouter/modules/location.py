@@ -1,0 +1,278 @@
+"""Location service: address-of-record -> bindings (RFC 3261 §10; Kamailio's usrloc).
+
+Theory of operation
+-------------------
+* Memory is authoritative. ``Location`` keeps ``dict[aor, list[Binding]]``; every read on the hot
+  path (``lookup``) is one dict access plus a filter on ``expires`` -- no database read after
+  :meth:`Location.load` at start.
+* Every change goes to the :class:`~siprouter.storage.location_store.LocationStore` *first*, in one
+  transaction, and only then to memory. If the store fails, :class:`StoreError` propagates and
+  memory is unchanged, so the registrar answers 500 and nothing was acknowledged that a restart
+  could lose.
+* Each AoR's list is kept sorted by q descending, then most recently modified first, so a lookup
+  returns bindings in forking order without sorting.
+* Bindings are replaced, never mutated, once stored: a list a caller got from :meth:`lookup` is
+  never changed under it.
+* Times are Unix wall-clock seconds, because they are persisted (see ``storage.location_store``).
+
+AoR normalisation (Kamailio usrloc): an AoR key is ``user@host`` -- scheme, password, port, URI
+parameters and headers dropped, ``%XX`` escapes in the user part resolved, the host lower-cased
+(host names are case-insensitive, RFC 3261 §19.1.4; the user part is case-sensitive and is kept as
+is). With ``use_domain=False`` (usrloc's default ``use_domain=0``) the key is the user part only,
+so one user name is one AoR across all domains.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from urllib.parse import unquote
+
+from siprouter.storage.location_store import Binding, LocationStore, StoreError
+from siprouter.storage.memory import MemoryLocationStore
+
+__all__ = ["Binding", "Location", "StoreError", "normalize_aor"]
+
+log = logging.getLogger(__name__)
+
+
+def _order_key(b: Binding) -> tuple[float, float]:
+    return (-b.q, -b.last_modified)
+
+
+def normalize_aor(text: str, use_domain: bool = True) -> str:
+    """The location key of an AoR given as a SIP URI (``sip:alice@Example.com;transport=tcp``)
+    or as ``user@host`` / ``user``. ``ValueError`` for another scheme or an empty user part."""
+    t = text.strip()
+    if t.startswith("<") and t.endswith(">"):
+        t = t[1:-1].strip()
+    colon = t.find(":")
+    at = t.find("@")
+    uri = False
+    if colon >= 0 and (at < 0 or colon < at):
+        scheme = t[:colon].lower()
+        if scheme == "sip" or scheme == "sips":
+            t = t[colon + 1 :]
+            at = t.find("@")
+            uri = True
+        elif at >= 0 or scheme.isalpha():
+            raise ValueError(f"AoR must be a sip: or sips: URI, not {text[:60]!r}")
+    if at < 0:
+        if uri:
+            raise ValueError(f"AoR has no user part: {text[:60]!r}")
+        # A bare user name, as an explicit AoR may be given with use_domain off.
+        user, host = t, ""
+        for i, ch in enumerate(t):
+            if ch == ";" or ch == "?":
+                user = t[:i]
+                break
+    else:
+        user = t[:at]
+        host = t[at + 1 :]
+        for i, ch in enumerate(host):
+            if ch == ";" or ch == "?":
+                host = host[:i]
+                break
+        if not host:
+            raise ValueError(f"AoR has an empty host: {text[:60]!r}")
+        pw = user.find(":")
+        if pw >= 0:
+            user = user[:pw]
+    if "%" in user:
+        user = unquote(user, errors="strict")
+    if not user:
+        raise ValueError(f"AoR has no user part: {text[:60]!r}")
+    if not use_domain or not host:
+        return user
+    if host.startswith("["):
+        end = host.find("]")
+        if end < 0:
+            raise ValueError(f"AoR has a bad IPv6 host: {text[:60]!r}")
+        host = host[: end + 1]
+    else:
+        port = host.rfind(":")
+        if port >= 0:
+            host = host[:port]
+    if not host:
+        raise ValueError(f"AoR has an empty host: {text[:60]!r}")
+    return f"{user}@{host.lower()}"
+
+
+class Location:
+    """The in-memory, persisted location table (one per worker process)."""
+
+    __slots__ = ("_count", "_records", "store", "use_domain")
+
+    def __init__(self, store: LocationStore | None = None, *, use_domain: bool = True) -> None:
+        self.store: LocationStore = MemoryLocationStore() if store is None else store
+        self.use_domain = use_domain
+        self._records: dict[str, list[Binding]] = {}
+        self._count = 0
+
+    # -- start -------------------------------------------------------------------------------------
+    def load(self, now: float) -> int:
+        """Replace memory with the store's unexpired bindings (expired rows are deleted there).
+        Returns the number of bindings loaded. Raises :class:`StoreError`."""
+        bindings = self.store.load_all(now)
+        records: dict[str, list[Binding]] = {}
+        for b in bindings:
+            records.setdefault(b.aor, []).append(b)
+        for lst in records.values():
+            lst.sort(key=_order_key)
+        self._records = records
+        self._count = len(bindings)
+        return self._count
+
+    # -- reads (hot path) --------------------------------------------------------------------------
+    def normalize_aor(self, text: str) -> str:
+        """:func:`normalize_aor` with this table's ``use_domain``."""
+        return normalize_aor(text, self.use_domain)
+
+    def lookup(self, aor: str, now: float) -> list[Binding]:
+        """Unexpired bindings of ``aor``, q descending then most recent first.
+
+        ``aor`` may be a key (``user@host``) or any URI text naming it; an AoR that cannot be
+        normalised has no bindings."""
+        lst = self._records.get(aor)
+        if lst is None:
+            try:
+                key = normalize_aor(aor, self.use_domain)
+            except ValueError:
+                return []
+            if key == aor:
+                return []
+            lst = self._records.get(key)
+            if lst is None:
+                return []
+        return [b for b in lst if b.expires > now]
+
+    def get(self, aor: str) -> list[Binding]:
+        """Every stored binding of the AoR key ``aor``, expired or not (for the registrar)."""
+        lst = self._records.get(aor)
+        return [] if lst is None else list(lst)
+
+    def count(self) -> int:
+        """Number of bindings held (including expired ones not yet swept)."""
+        return self._count
+
+    def __len__(self) -> int:
+        return self._count
+
+    def aor_count(self) -> int:
+        return len(self._records)
+
+    def aors(self) -> list[str]:
+        return list(self._records)
+
+    def dump(self, now: float | None = None) -> dict[str, list[dict[str, object]]]:
+        """AoR -> bindings as dicts (for ``ul.dump``); with ``now``, only unexpired bindings
+        and an extra ``expires_in`` (seconds left) per binding."""
+        out: dict[str, list[dict[str, object]]] = {}
+        for aor, lst in self._records.items():
+            rows: list[dict[str, object]] = []
+            for b in lst:
+                if now is not None and b.expires <= now:
+                    continue
+                d = b.as_dict()
+                if now is not None:
+                    d["expires_in"] = int(b.expires - now)
+                rows.append(d)
+            if rows:
+                out[aor] = rows
+        return out
+
+    # -- writes ------------------------------------------------------------------------------------
+    def change(self, upserts: Sequence[Binding], deletes: Sequence[Binding]) -> None:
+        """Atomically delete ``deletes`` and insert-or-replace ``upserts`` (matched on
+        ``(aor, contact)``): first in the store, in one transaction, then in memory.
+        Raises :class:`StoreError` with memory unchanged."""
+        if not upserts and not deletes:
+            return
+        self.store.apply(upserts, deletes)
+        self._apply_memory(upserts, deletes)
+
+    def save(self, binding: Binding) -> None:
+        """Insert ``binding``, replacing a binding of the same AoR and contact."""
+        self.change((binding,), ())
+
+    def update(self, binding: Binding) -> None:
+        """Replace the existing binding of the same AoR and contact (``KeyError`` if none)."""
+        if self._find(binding.aor, binding.contact) is None:
+            raise KeyError(f"no binding {binding.contact!r} for {binding.aor!r}")
+        self.change((binding,), ())
+
+    def remove(self, aor: str, contact: str) -> Binding | None:
+        """Remove one binding; returns it, or None if there was none."""
+        old = self._find(aor, contact)
+        if old is not None:
+            self.change((), (old,))
+        return old
+
+    def remove_all(self, aor: str) -> list[Binding]:
+        """Remove every binding of ``aor``; returns them."""
+        old = self.get(aor)
+        if old:
+            self.change((), old)
+        return old
+
+    def sweep(self, now: float) -> list[Binding]:
+        """Remove every expired binding (``expires <= now``) from memory and the store.
+
+        Walks every AoR (like usrloc's timer); call it every few tens of seconds. A store failure
+        here is logged, not raised: the bindings are dead anyway and ``load_all`` drops them."""
+        expired: list[Binding] = []
+        for lst in self._records.values():
+            for b in lst:
+                if b.expires <= now:
+                    expired.append(b)
+        if not expired:
+            return expired
+        try:
+            self.store.apply((), expired)
+        except StoreError as exc:
+            log.warning("location sweep: could not delete %d expired bindings: %s",
+                        len(expired), exc)
+        self._apply_memory((), expired)
+        return expired
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _find(self, aor: str, contact: str) -> Binding | None:
+        lst = self._records.get(aor)
+        if lst is not None:
+            for b in lst:
+                if b.contact == contact:
+                    return b
+        return None
+
+    def _apply_memory(self, upserts: Sequence[Binding], deletes: Sequence[Binding]) -> None:
+        records = self._records
+        touched: set[str] = set()
+        for d in deletes:
+            lst = records.get(d.aor)
+            if lst is None:
+                continue
+            for i, b in enumerate(lst):
+                if b.contact == d.contact:
+                    del lst[i]
+                    self._count -= 1
+                    touched.add(d.aor)
+                    break
+        for u in upserts:
+            lst = records.get(u.aor)
+            if lst is None:
+                lst = records[u.aor] = []
+            for i, b in enumerate(lst):
+                if b.contact == u.contact:
+                    lst[i] = u
+                    break
+            else:
+                lst.append(u)
+                self._count += 1
+            touched.add(u.aor)
+        for aor in touched:
+            lst = records[aor]
+            if lst:
+                if len(lst) > 1:
+                    lst.sort(key=_order_key)
+            else:
+                del records[aor]

@@ -1,0 +1,191 @@
+"""Location: in-memory table, ordering, sweep, persistence through the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from siprouter.modules.location import Binding, Location, StoreError, normalize_aor
+from siprouter.storage.location_store import LocationStore
+from siprouter.storage.memory import MemoryLocationStore
+from siprouter.storage.sqlite import SqliteLocationStore
+
+T0 = 1_700_000_000.0
+
+
+def bind(aor: str, contact: str, expires: float = T0 + 3600, **kw: object) -> Binding:
+    b = Binding(aor, contact, expires, last_modified=T0)
+    return b.copy(**kw) if kw else b
+
+
+@pytest.mark.parametrize(
+    ("text", "use_domain", "key"),
+    [
+        ("sip:alice@Example.COM", True, "alice@example.com"),
+        ("sips:alice@example.com:5061;transport=tls?subject=x", True, "alice@example.com"),
+        ("<sip:Alice:secret@EXAMPLE.com>", True, "Alice@example.com"),
+        ("sip:al%69ce@example.com", True, "alice@example.com"),
+        ("sip:alice@[2001:DB8::1]:5060", True, "alice@[2001:db8::1]"),
+        ("alice@example.com", True, "alice@example.com"),
+        ("sip:alice;npdi@example.com;user=phone", True, "alice;npdi@example.com"),
+        ("sip:alice@example.com", False, "alice"),
+        ("alice", True, "alice"),
+        ("SIP:bob@host", False, "bob"),
+    ],
+)
+def test_normalize_aor(text: str, use_domain: bool, key: str) -> None:
+    assert normalize_aor(text, use_domain) == key
+    assert normalize_aor(key, use_domain) == key  # idempotent
+
+
+@pytest.mark.parametrize(
+    "text", ["tel:+15551234", "sip:example.com", "sip:@example.com", "", "mailto:a@b",
+             "sip:alice@", "sip:%ff@host", "sip:alice@[::1"],
+)
+def test_normalize_aor_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        normalize_aor(text)
+
+
+def test_lookup_orders_by_q_then_most_recent() -> None:
+    loc = Location()
+    loc.save(bind("a@x", "sip:low@1", q=0.1, last_modified=T0 + 5))
+    loc.save(bind("a@x", "sip:old@1", q=0.8, last_modified=T0))
+    loc.save(bind("a@x", "sip:new@1", q=0.8, last_modified=T0 + 1))
+    loc.save(bind("a@x", "sip:top@1", q=1.0, last_modified=T0 - 10))
+    got = [b.contact for b in loc.lookup("a@x", T0)]
+    assert got == ["sip:top@1", "sip:new@1", "sip:old@1", "sip:low@1"]
+
+
+def test_lookup_filters_expired_and_accepts_uri_text() -> None:
+    loc = Location()
+    loc.save(bind("alice@example.com", "sip:a@1", expires=T0 + 10))
+    loc.save(bind("alice@example.com", "sip:a@2", expires=T0 + 20))
+    assert len(loc.lookup("alice@example.com", T0)) == 2
+    assert [b.contact for b in loc.lookup("sip:alice@EXAMPLE.com;transport=udp", T0 + 10)] == [
+        "sip:a@2"
+    ]
+    assert loc.lookup("alice@example.com", T0 + 20) == []
+    assert loc.lookup("nobody@example.com", T0) == []
+    assert loc.lookup("tel:+1555", T0) == []
+    assert loc.count() == 2  # expired but not yet swept
+
+
+def test_save_replaces_same_contact_and_update_requires_existing() -> None:
+    loc = Location()
+    loc.save(bind("a@x", "sip:c@1", cseq=1))
+    loc.save(bind("a@x", "sip:c@1", cseq=2))
+    assert [b.cseq for b in loc.lookup("a@x", T0)] == [2]
+    assert loc.count() == 1
+    loc.update(bind("a@x", "sip:c@1", cseq=3))
+    assert loc.lookup("a@x", T0)[0].cseq == 3
+    with pytest.raises(KeyError):
+        loc.update(bind("a@x", "sip:other@1"))
+
+
+def test_lookup_result_is_not_mutated_by_later_changes() -> None:
+    loc = Location()
+    loc.save(bind("a@x", "sip:c@1", cseq=1))
+    first = loc.lookup("a@x", T0)
+    loc.save(bind("a@x", "sip:c@1", cseq=2))
+    loc.save(bind("a@x", "sip:d@1"))
+    assert [(b.contact, b.cseq) for b in first] == [("sip:c@1", 1)]
+
+
+def test_remove_and_remove_all() -> None:
+    store = MemoryLocationStore()
+    loc = Location(store)
+    loc.save(bind("a@x", "sip:c@1"))
+    loc.save(bind("a@x", "sip:c@2"))
+    loc.save(bind("b@x", "sip:c@3"))
+    removed = loc.remove("a@x", "sip:c@1")
+    assert removed is not None and removed.contact == "sip:c@1"
+    assert loc.remove("a@x", "sip:c@1") is None
+    assert [b.contact for b in loc.remove_all("a@x")] == ["sip:c@2"]
+    assert loc.lookup("a@x", T0) == [] and loc.aors() == ["b@x"]
+    assert loc.count() == 1 and len(store) == 1
+
+
+def test_sweep_removes_expired_from_memory_and_store() -> None:
+    store = MemoryLocationStore()
+    loc = Location(store)
+    loc.save(bind("a@x", "sip:short@1", expires=T0 + 30))
+    loc.save(bind("a@x", "sip:long@1", expires=T0 + 300))
+    loc.save(bind("b@x", "sip:short@2", expires=T0 + 30))
+    assert loc.sweep(T0 + 29) == []
+    swept = loc.sweep(T0 + 30)
+    assert sorted(b.contact for b in swept) == ["sip:short@1", "sip:short@2"]
+    assert loc.count() == 1 and loc.aor_count() == 1 and len(store) == 1
+    assert loc.sweep(T0 + 30) == []
+
+
+class FailingStore(MemoryLocationStore):
+    fail = False
+
+    def apply(self, upserts: object, deletes: object) -> None:  # type: ignore[override]
+        if self.fail:
+            raise StoreError("disk full")
+        super().apply(upserts, deletes)  # type: ignore[arg-type]
+
+
+def test_store_failure_leaves_memory_unchanged() -> None:
+    store = FailingStore()
+    loc = Location(store)
+    loc.save(bind("a@x", "sip:c@1", cseq=1))
+    store.fail = True
+    with pytest.raises(StoreError):
+        loc.save(bind("a@x", "sip:c@1", cseq=2))
+    with pytest.raises(StoreError):
+        loc.remove_all("a@x")
+    assert [b.cseq for b in loc.lookup("a@x", T0)] == [1]
+    # a sweep still clears expired entries from memory and does not raise
+    assert len(loc.sweep(T0 + 7200)) == 1 and loc.count() == 0
+
+
+def test_dump() -> None:
+    loc = Location()
+    loc.save(bind("a@x", "sip:c@1", expires=T0 + 100))
+    loc.save(bind("a@x", "sip:c@2", expires=T0 - 1))
+    d = loc.dump(T0)
+    assert list(d) == ["a@x"] and len(d["a@x"]) == 1
+    assert d["a@x"][0]["contact"] == "sip:c@1" and d["a@x"][0]["expires_in"] == 100
+    assert len(loc.dump()["a@x"]) == 2
+
+
+def _sqlite(tmp_path: Path) -> LocationStore:
+    return SqliteLocationStore(str(tmp_path / "loc.db"))
+
+
+def test_persistence_round_trip_sqlite(tmp_path: Path) -> None:
+    store = _sqlite(tmp_path)
+    loc = Location(store)
+    loc.save(bind("a@x", "sip:c@1", q=0.5, path=["<sip:p1;lr>"], received="udp:1.2.3.4:5"))
+    loc.save(bind("a@x", "sip:c@2", q=0.9))
+    loc.save(bind("b@x", "sip:gone@1", expires=T0 + 5))
+    # simulate a crash: no close(), a new process opens the file
+    loc2 = Location(_sqlite(tmp_path))
+    assert loc2.load(T0 + 10) == 2
+    got = loc2.lookup("a@x", T0 + 10)
+    assert [b.contact for b in got] == ["sip:c@2", "sip:c@1"]
+    assert got[1].path == ["<sip:p1;lr>"] and got[1].received == "udp:1.2.3.4:5"
+    assert loc2.lookup("b@x", T0) == []  # expired row dropped at load, not just filtered
+    assert loc2.get("b@x") == []
+    store.close()
+    loc2.store.close()
+
+
+def test_thousand_aors(tmp_path: Path) -> None:
+    store = _sqlite(tmp_path)
+    loc = Location(store)
+    for i in range(1000):
+        loc.save(bind(f"user{i}@example.com", f"sip:user{i}@10.0.{i // 256}.{i % 256}",
+                      expires=T0 + 60 + (i % 2) * 3600))
+    assert loc.count() == 1000 and loc.aor_count() == 1000
+    assert loc.lookup("user999@example.com", T0)[0].contact == "sip:user999@10.0.3.231"
+    assert len(loc.sweep(T0 + 61)) == 500
+    loc2 = Location(_sqlite(tmp_path))
+    assert loc2.load(T0 + 61) == 500
+    assert all(loc2.lookup(f"user{i}@example.com", T0 + 61) for i in range(1, 1000, 2))
+    store.close()
+    loc2.store.close()
