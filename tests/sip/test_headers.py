@@ -83,7 +83,7 @@ def test_via_ipv6() -> None:
         "SIP/2.0/UDPhost",
         "SIP/2.0/UDP host:99999",
         "SIP/2.0/UDP host:",
-        "SIP/2.0/UDP [2001:db8:::192.0.2.1]",
+        "SIP/2.0/UDP [2001:db8:::1]",
         "SIP/2.0/UDP 2001:db8::1",
         "SIP/2.0/UDP host;branch",
         "SIP/2.0/UDP host;ttl=300",

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from siprouter.sip.uri import SipURI, UnsupportedURIScheme, parse_uri, uri_equal
+from siprouter.sip.uri import SipURI, UnsupportedURIScheme, normalize_ipv6, parse_uri, uri_equal
 
 
 def test_parse_full() -> None:
@@ -48,6 +48,15 @@ def test_ipv6(text: str, host: str, port: int | None) -> None:
     assert str(u) == text
 
 
+def test_rfc5118_abnf_bug_tolerated() -> None:
+    # RFC 5118 §4.10: the three-colon form is tolerated and names the two-colon address
+    u = parse_uri("sip:user@[2001:db8:::192.0.2.1]")
+    assert u.host == "2001:db8:::192.0.2.1"
+    assert str(u) == "sip:user@[2001:db8:::192.0.2.1]"
+    assert uri_equal(u, "sip:user@[2001:db8::192.0.2.1]")
+    assert normalize_ipv6("2001:db8:::192.0.2.1") == "2001:db8::c000:201"
+
+
 def test_escapes_and_odd_users() -> None:
     u = parse_uri("sip:sips%3Auser%40example.com@example.net")
     assert u.user == "sips%3Auser%40example.com"
@@ -87,7 +96,8 @@ def test_tel() -> None:
         "sip:user@host:99999",
         "sip:user@host:50a",
         "sip:user@2001:db8::10",  # RFC 5118 §4.3: IPv6 must be bracketed
-        "sip:[2001:db8:::192.0.2.1]",  # RFC 5118 §4.5
+        "sip:[2001:db8:::10]",  # ':::' tolerated only before an embedded IPv4 address
+        "sip:[2001:db8::1:::192.0.2.1]",
         "sip:[2001:db8::10",
         "sip:user name@host",
         "sip:user@host name",

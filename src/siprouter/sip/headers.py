@@ -21,10 +21,11 @@ Regular expressions are compiled once at import.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+from .uri import normalize_ipv6
 
 __all__ = [
     "NameAddr",
@@ -172,7 +173,7 @@ def _check_host(host: str, what: str) -> str:
     if host[0] == "[":
         inner = host[1:-1]
         try:
-            ipaddress.IPv6Address(inner)
+            normalize_ipv6(inner)
         except ValueError:
             raise ValueError(f"bad {what}: invalid IPv6 reference {host!r}") from None
         return inner

@@ -24,7 +24,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
-__all__ = ["SipURI", "UnsupportedURIScheme", "parse_uri", "uri_equal"]
+__all__ = ["SipURI", "UnsupportedURIScheme", "normalize_ipv6", "parse_uri", "uri_equal"]
 
 _HEX2 = r"%[0-9A-Fa-f]{2}"
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
@@ -49,6 +49,26 @@ _TEL_VISUAL_RE = re.compile(r"[\-.()]")
 _STRICT_PARAMS = ("user", "ttl", "method", "maddr", "transport")
 # RFC 3261 §19.1.2 / §25.1: reserved = ; / ? : @ & = + $ ,
 _RESERVED = frozenset(";/?:@&=+$,")
+
+
+def normalize_ipv6(text: str) -> str:
+    """Return the compressed form of an IPv6 literal (no brackets); ValueError if invalid.
+
+    RFC 5118 §4.10: RFC 3261's ABNF also derives ``2001:db8:::192.0.2.1`` (three colons
+    before an embedded IPv4 address), and implementations must tolerate it; it is read as
+    the same address with two colons. No other deviation from RFC 4291 is accepted.
+    """
+    try:
+        return str(ipaddress.IPv6Address(text))
+    except ValueError:
+        pass
+    head, sep, tail = text.rpartition(":::")
+    if sep and "." in tail and ":" not in tail:
+        try:
+            return str(ipaddress.IPv6Address(f"{head}::{tail}"))
+        except ValueError:
+            pass
+    raise ValueError(f"invalid IPv6 address {text!r}")
 
 
 class UnsupportedURIScheme(ValueError):
@@ -191,7 +211,7 @@ def parse_uri(text: str) -> SipURI:
             raise ValueError(f"bad IPv6 reference in URI {text[:60]!r}")
         host = rest[1:end]
         try:
-            ipaddress.IPv6Address(host)
+            normalize_ipv6(host)
         except ValueError:
             raise ValueError(f"bad IPv6 reference in URI {text[:60]!r}") from None
         i = end + 1
@@ -254,7 +274,7 @@ def _norm_ci(text: str | None) -> str | None:
 def _host_key(host: str) -> str:
     if ":" in host:
         try:
-            return str(ipaddress.IPv6Address(host))
+            return normalize_ipv6(host)
         except ValueError:
             return host.lower()
     return host.lower()
