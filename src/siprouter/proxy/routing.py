@@ -1,0 +1,227 @@
+"""RFC 3261 §16 routing mechanics that need no state: who we are, Route processing,
+Record-Route values, Via branch values, Max-Forwards and the next hop.
+
+Rules implemented here:
+
+- §16.4 / §16.12: a request whose Request-URI we once placed in a Record-Route (it came through a
+  strict router) gets its Request-URI back from the last Route value; a top Route that is ours is
+  removed (both when we record-routed twice, ``r2=on``).
+- §16.6 step 4 and RFC 3261 §16.12.1.2: a Record-Route value is ``<sip:addr:port;lr>`` with
+  ``transport`` when not UDP; when the request leaves on another transport than it came in on we
+  insert two values (inbound side below, outbound side on top), each with ``r2=on``.
+- §16.6 step 6/7: the next hop is the destination URI set by the script, else the top Route (a
+  strict-router Route swaps with the Request-URI), else the Request-URI.
+- §16.6 step 8 / RFC 5393 §4.2: branch values start with the magic cookie and carry a hash of the
+  fields that stay the same when a request loops, so §16.3 step 4 loop detection can tell a loop
+  (same hash in one of our Vias) from a spiral (the Request-URI changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from dataclasses import dataclass, field
+
+from ..sip.headers import parse_name_addr
+from ..sip.message import SipMessage
+from ..sip.uri import SipURI, parse_uri
+
+__all__ = [
+    "DEFAULT_PORTS",
+    "LocalAddresses",
+    "branch_hash",
+    "detect_loop",
+    "loose_route",
+    "next_hop_uri",
+    "record_route_value",
+]
+
+MAGIC_COOKIE = "z9hG4bK"
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443, "sctp": 5060}
+
+
+def _norm_host(host: str) -> str:
+    h = host.lower()
+    if h.startswith("[") and h.endswith("]"):
+        h = h[1:-1]
+    if ":" in h:
+        try:
+            h = str(ipaddress.IPv6Address(h))
+        except ValueError:
+            pass
+    return h
+
+
+@dataclass
+class LocalAddresses:
+    """The hosts and ports that are "myself" (Kamailio's ``myself``: listen addresses + aliases)."""
+
+    hosts: set[str] = field(default_factory=set)
+    ports: set[int] = field(default_factory=set)
+    domains: set[str] = field(default_factory=set)
+
+    def add_host(self, host: str) -> None:
+        self.hosts.add(_norm_host(host))
+
+    def add_domain(self, domain: str) -> None:
+        self.domains.add(_norm_host(domain))
+
+    def is_myself_host(self, host: str, port: int | None = None) -> bool:
+        h = _norm_host(host)
+        if h in self.domains:
+            return True
+        if h not in self.hosts:
+            return False
+        # Kamailio compares the port too; an absent port means the scheme default (5060).
+        if port is None:
+            return True
+        return port in self.ports
+
+    def is_myself(self, uri: str | SipURI) -> bool:
+        """True when ``uri`` (text or parsed) names this server."""
+        try:
+            u = parse_uri(uri) if isinstance(uri, str) else uri
+        except ValueError:
+            return False
+        if u.scheme == "tel":
+            return False
+        return self.is_myself_host(u.host, u.port)
+
+
+def record_route_value(
+    host: str, port: int, proto: str, *, ftag: str | None = None, r2: bool = False,
+    params: str = "",
+) -> str:
+    """A Record-Route value for our address ``host:port`` on ``proto``."""
+    hp = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    out = f"<sip:{hp}:{port}"
+    if proto != "udp":
+        out += f";transport={proto}"
+    out += ";lr"
+    if r2:
+        out += ";r2=on"
+    if ftag:
+        out += f";ftag={ftag}"
+    if params:
+        out += params if params.startswith(";") else ";" + params
+    return out + ">"
+
+
+def _route_uri(value: str) -> SipURI | None:
+    try:
+        return parse_uri(parse_name_addr(value).uri)
+    except ValueError:
+        return None
+
+
+def loose_route(msg: SipMessage, me: LocalAddresses) -> int:
+    """Process Route headers of a request as §16.4 says.
+
+    Returns Kamailio's ``loose_route`` codes: 1 when the request is routed by Route headers (a
+    next hop follows from them or from a Request-URI restored from a strict router), 2 when our
+    own Route values were consumed and the request goes to its Request-URI (a preloaded route to
+    us), -1 when there is no Route header at all or it is unusable.
+    """
+    routes = msg.values("route")
+    restored = False
+    # §16.4: the Request-URI is ours, i.e. a strict router put our Record-Route value there.
+    if routes and me.is_myself(msg.ruri):
+        try:
+            ru = parse_uri(msg.ruri)
+        except ValueError:
+            ru = None
+        if ru is not None and "lr" in ru.params:
+            last = routes[-1]
+            try:
+                msg.ruri = parse_name_addr(last).uri
+            except ValueError:
+                return -1
+            _remove_last_route(msg)
+            routes = msg.values("route")
+            restored = True
+    if not routes:
+        return 1 if restored else -1
+    consumed = 0
+    while routes and consumed < 2:
+        u = _route_uri(routes[0])
+        if u is None or not me.is_myself(u):
+            break
+        msg.remove_first_value("route")
+        consumed += 1
+        routes = routes[1:]
+        if u.params.get("r2") is None:
+            break
+    if restored:
+        return 1
+    if consumed and not routes:
+        return 2
+    return 1 if routes else -1
+
+
+def _remove_last_route(msg: SipMessage) -> None:
+    values = msg.values("route")
+    msg.remove("route")
+    for v in values[:-1]:
+        msg.add("Route", v)
+
+
+def next_hop_uri(msg: SipMessage, dst_uri: str | None) -> str:
+    """The URI to send the request to (§16.6 steps 6-7), applying strict-router interworking."""
+    if dst_uri:
+        return dst_uri
+    routes = msg.values("route")
+    if routes:
+        try:
+            top = parse_name_addr(routes[0]).uri
+            u = parse_uri(top)
+        except ValueError:
+            return msg.ruri
+        if "lr" in u.params:
+            return top
+        # Strict router (§16.6 step 7 / §12.2.1.1): it gets the request with its own URI as the
+        # Request-URI; our Request-URI goes to the end of the Route set.
+        old_ruri = msg.ruri
+        msg.remove_first_value("route")
+        msg.add("Route", f"<{old_ruri}>")
+        msg.ruri = top
+        return top
+    return msg.ruri
+
+
+def branch_hash(msg: SipMessage, received_ruri: str) -> str:
+    """Hash of the fields that a looping request keeps unchanged (RFC 3261 §16.6 step 8).
+
+    ``received_ruri`` is the Request-URI as the request arrived, before any translation.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    for part in (
+        received_ruri,
+        msg.method,
+        msg.from_tag or "",
+        msg.to_tag or "",
+        msg.call_id,
+        str(msg.cseq_num),
+        ",".join(msg.get_all("proxy-require")),
+        ",".join(msg.get_all("proxy-authorization")),
+        ",".join(msg.get_all("route")),
+    ):
+        h.update(part.encode("utf-8", "surrogateescape"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def detect_loop(msg: SipMessage, sent_by_texts: tuple[str, ...], my_hash: str) -> bool:
+    """§16.3 step 4: True when one of our own Vias carries this request's branch hash."""
+    raw = ",".join(msg.get_all("via"))
+    if not any(s in raw for s in sent_by_texts):
+        return False
+    try:
+        vias = msg.vias
+    except ValueError:
+        return False
+    for v in vias:
+        if v.sent_by() in sent_by_texts or v.host in sent_by_texts:
+            b = v.branch or ""
+            if b.startswith(MAGIC_COOKIE) and my_hash in b:
+                return True
+    return False

@@ -1,0 +1,169 @@
+"""Process lifecycle: build every layer from the settings, run the loop, stop cleanly.
+
+``run(settings)`` loads the routing script first (a script that does not load stops the server
+before it binds anything: clear message, exit status 1), opens the location store, binds the
+listeners, then serves until SIGTERM/SIGINT. Expired bindings are swept once a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+from ..proxy.routing import LocalAddresses
+from ..scripting.loader import ScriptError, load_script
+from ..transaction.layer import TransactionLayer
+from ..transaction.timers import TimerSettings
+from ..transport.manager import TransportManager
+from ..transport.spec import ListenSpec, TransportSettings
+from .core import Core
+
+log = logging.getLogger("siprouter")
+
+__all__ = ["Server", "run"]
+
+# How often expired bindings are removed (Kamailio usrloc timer_interval defaults to 60 s; we
+# sweep more often because a sweep of an in-memory table is cheap).
+SWEEP_INTERVAL = 1.0
+
+
+class Server:
+    """All layers of one siprouter process."""
+
+    def __init__(self, settings: Any, script: Any) -> None:
+        self.settings = settings
+        self.script = script
+        self.core: Core | None = None
+        self.transport: TransportManager | None = None
+        self.location: Any = None
+        self._stop = asyncio.Event()
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        from ..modules.location import Location
+        from ..modules.registrar import Registrar, RegistrarSettings
+        from ..storage.db import open_location_store
+
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        store = open_location_store(s.database.url)
+        reg = s.registrar
+        self.location = Location(store, use_domain=reg.use_domain)
+        n = self.location.load(time.time())
+        log.info("location: %d bindings loaded from %s", n, s.database.url)
+        registrar = Registrar(self.location, RegistrarSettings(
+            default_expires=reg.default_expires, min_expires=reg.min_expires,
+            max_expires=reg.max_expires, max_contacts=reg.max_contacts,
+            use_domain=reg.use_domain,
+        ))
+        t = s.timers
+        tl = TransactionLayer(TimerSettings(t1=t.t1, t2=t.t2, t4=t.t4))
+        me = LocalAddresses()
+        for d in s.server.domains:
+            me.add_domain(d)
+        for a in getattr(s.server, "aliases", []) or []:
+            me.add_domain(a.rsplit(":", 1)[0] if a.count(":") == 1 else a)
+        core = Core(
+            transport=None, tl=tl, script=self.script, location=self.location,
+            registrar=registrar, me=me, server_header=s.sip.user_agent,
+            fr_timeout=t.fr_timeout, fr_inv_timeout=t.fr_inv_timeout,
+            max_message_size=s.sip.max_message_size, loop=loop,
+        )
+        tcp = s.tcp
+        transport = TransportManager(core.on_message, TransportSettings(
+            max_message_size=s.sip.max_message_size, tcp_idle_timeout=tcp.idle_timeout,
+            tcp_max_connections=tcp.max_connections, tcp_connect_timeout=tcp.connect_timeout,
+        ))
+        core.transport = transport
+        self.core = core
+        self.transport = transport
+        specs = [ListenSpec.parse(x) if isinstance(x, str) else x for x in s.server.listen]
+        advertise = getattr(s.server, "advertise", None)
+        if advertise:
+            from ..transport.spec import parse_hostport
+
+            ahost, aport = parse_hostport(advertise, "advertise")
+            specs = [sp.with_advertise(ahost, aport) if hasattr(sp, "with_advertise") else sp
+                     for sp in specs]
+        await transport.start(specs)
+        core.refresh_addresses()
+        for lst in transport.listeners:
+            log.info("listening on %s", lst)
+        self._sweeper = loop.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL)
+            try:
+                gone = self.location.sweep(time.time())
+                if gone:
+                    log.debug("location: %d expired bindings removed", len(gone))
+            except Exception:
+                log.exception("location sweep failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self) -> None:
+        await self._stop.wait()
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self.transport is not None:
+            await self.transport.stop()
+        if self.location is not None:
+            try:
+                self.location.store.close()
+            except Exception:
+                log.exception("closing the location store failed")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _main(settings: Any, script: Any) -> int:
+    server = Server(settings, script)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.stop)
+    try:
+        await server.start()
+    except Exception as e:
+        log.error("cannot start: %s", e)
+        await server.close()
+        return 1
+    log.info("siprouter started")
+    try:
+        await server.serve()
+    finally:
+        log.info("stopping")
+        await server.close()
+    return 0
+
+
+def run(settings: Any) -> int:
+    """Run a server until SIGTERM/SIGINT; returns the process exit status."""
+    _setup_logging(getattr(settings.server, "log_level", "info"))
+    try:
+        script = load_script(settings.server.script)
+    except ScriptError as e:
+        print(f"siprouter: cannot load the routing script: {e}", file=sys.stderr)
+        return 1
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover
+        runner = asyncio.Runner()
+    with runner:
+        return runner.run(_main(settings, script))

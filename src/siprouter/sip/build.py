@@ -1,0 +1,147 @@
+"""Building messages the server originates: responses (RFC 3261 §8.2.6) and their tags.
+
+Responses are built straight into bytes: a reply is sent once (and kept by its transaction for
+retransmission), so there is no reason to pay for a message object.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+
+from .message import SipMessage, canonical_name, display_name
+
+__all__ = ["REASONS", "make_response", "make_response_from_raw", "new_tag"]
+
+# RFC 3261 §21 and the IANA registry: default reason phrases.
+REASONS: dict[int, str] = {
+    100: "Trying",
+    180: "Ringing",
+    181: "Call Is Being Forwarded",
+    182: "Queued",
+    183: "Session Progress",
+    200: "OK",
+    202: "Accepted",
+    300: "Multiple Choices",
+    301: "Moved Permanently",
+    302: "Moved Temporarily",
+    305: "Use Proxy",
+    380: "Alternative Service",
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    406: "Not Acceptable",
+    407: "Proxy Authentication Required",
+    408: "Request Timeout",
+    410: "Gone",
+    413: "Request Entity Too Large",
+    414: "Request-URI Too Long",
+    415: "Unsupported Media Type",
+    416: "Unsupported URI Scheme",
+    420: "Bad Extension",
+    421: "Extension Required",
+    423: "Interval Too Brief",
+    480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist",
+    482: "Loop Detected",
+    483: "Too Many Hops",
+    484: "Address Incomplete",
+    485: "Ambiguous",
+    486: "Busy Here",
+    487: "Request Terminated",
+    488: "Not Acceptable Here",
+    491: "Request Pending",
+    493: "Undecipherable",
+    500: "Server Internal Error",
+    501: "Not Implemented",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Server Time-out",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+    600: "Busy Everywhere",
+    603: "Decline",
+    604: "Does Not Exist Anywhere",
+    606: "Not Acceptable",
+}
+
+_COPIED = ("via", "from", "to", "call-id", "cseq")
+
+
+def new_tag() -> str:
+    """A fresh To/From tag (RFC 3261 §19.3: at least 32 bits of randomness)."""
+    return os.urandom(6).hex()
+
+
+def _clean(text: str) -> str:
+    return text.replace("\r", " ").replace("\n", " ")
+
+
+def make_response(
+    request: SipMessage,
+    status: int,
+    reason: str | None = None,
+    *,
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+    server: str | None = None,
+) -> bytes:
+    """A response to ``request`` per RFC 3261 §8.2.6.
+
+    Via (every line), From, To, Call-ID and CSeq are copied; the To gets ``to_tag`` when it has
+    no tag yet and the status is not 100; a 100 copies Timestamp (§8.2.6.1).
+    """
+    if reason is None:
+        reason = REASONS.get(status, "Unknown")
+    out = [f"SIP/2.0 {status} {_clean(reason)}\r\n"]
+    append = out.append
+    for name, value in request.headers():
+        c = canonical_name(name)
+        if c in _COPIED:
+            if c == "to" and to_tag and status != 100 and request.to_tag is None:
+                value = f"{value};tag={to_tag}"
+            append(f"{display_name(c)}: {value}\r\n")
+        elif c == "timestamp" and status == 100:
+            append(f"Timestamp: {value}\r\n")
+    for name, value in headers:
+        append(f"{name}: {_clean(value)}\r\n")
+    if server:
+        append(f"Server: {server}\r\n")
+    append(f"Content-Length: {len(body)}\r\n\r\n")
+    return "".join(out).encode("utf-8", "surrogateescape") + body
+
+
+_LINE_RE = re.compile(rb"^([A-Za-z-]+)[ \t]*:[ \t]*(.*?)\r?$", re.MULTILINE)
+
+
+def make_response_from_raw(data: bytes, status: int, reason: str | None = None) -> bytes | None:
+    """Best-effort error response to bytes that did not parse as a message.
+
+    Picks the Via, From, To, Call-ID and CSeq lines out of the raw text so the sender can match
+    the answer; returns None when the bytes are not a request or lack what a response needs.
+    """
+    head_end = data.find(b"\r\n\r\n")
+    head = data if head_end < 0 else data[:head_end]
+    first_end = head.find(b"\n")
+    if first_end < 0 or head.startswith(b"SIP/"):
+        return None
+    found: dict[str, list[str]] = {}
+    for m in _LINE_RE.finditer(head, first_end + 1):
+        c = canonical_name(m.group(1).decode("latin-1"))
+        if c in _COPIED:
+            found.setdefault(c, []).append(m.group(2).decode("utf-8", "replace"))
+    if "via" not in found or "call-id" not in found or "cseq" not in found:
+        return None
+    if reason is None:
+        reason = REASONS.get(status, "Bad Request")
+    out = [f"SIP/2.0 {status} {_clean(reason)}\r\n"]
+    for c in _COPIED:
+        for value in found.get(c, ()):
+            out.append(f"{display_name(c)}: {_clean(value)}\r\n")
+    out.append("Content-Length: 0\r\n\r\n")
+    return "".join(out).encode("utf-8")
