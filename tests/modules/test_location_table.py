@@ -37,6 +37,7 @@ def bind(aor: str, contact: str, expires: float = T0 + 3600, **kw: object) -> Bi
 def test_normalize_aor(text: str, use_domain: bool, key: str) -> None:
     assert normalize_aor(text, use_domain) == key
     assert normalize_aor(key, use_domain) == key  # idempotent
+    assert normalize_aor(text) == normalize_aor(text, False)  # usrloc's default: no domain
 
 
 @pytest.mark.parametrize(
@@ -45,7 +46,7 @@ def test_normalize_aor(text: str, use_domain: bool, key: str) -> None:
 )
 def test_normalize_aor_rejects(text: str) -> None:
     with pytest.raises(ValueError):
-        normalize_aor(text)
+        normalize_aor(text, True)
 
 
 def test_lookup_orders_by_q_then_most_recent() -> None:
@@ -59,7 +60,7 @@ def test_lookup_orders_by_q_then_most_recent() -> None:
 
 
 def test_lookup_filters_expired_and_accepts_uri_text() -> None:
-    loc = Location()
+    loc = Location(use_domain=True)
     loc.save(bind("alice@example.com", "sip:a@1", expires=T0 + 10))
     loc.save(bind("alice@example.com", "sip:a@2", expires=T0 + 20))
     assert len(loc.lookup("alice@example.com", T0)) == 2
@@ -123,7 +124,7 @@ def test_sweep_removes_expired_from_memory_and_store() -> None:
 class FailingStore(MemoryLocationStore):
     fail = False
 
-    def apply(self, upserts: object, deletes: object) -> None:  # type: ignore[override]
+    def apply(self, upserts: object, deletes: object) -> None:
         if self.fail:
             raise StoreError("disk full")
         super().apply(upserts, deletes)  # type: ignore[arg-type]

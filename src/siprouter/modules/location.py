@@ -40,7 +40,7 @@ def _order_key(b: Binding) -> tuple[float, float]:
     return (-b.q, -b.last_modified)
 
 
-def normalize_aor(text: str, use_domain: bool = True) -> str:
+def normalize_aor(text: str, use_domain: bool = False) -> str:
     """The location key of an AoR given as a SIP URI (``sip:alice@Example.com;transport=tcp``)
     or as ``user@host`` / ``user``. ``ValueError`` for another scheme or an empty user part."""
     t = text.strip()
@@ -103,7 +103,7 @@ class Location:
 
     __slots__ = ("_count", "_records", "store", "use_domain")
 
-    def __init__(self, store: LocationStore | None = None, *, use_domain: bool = True) -> None:
+    def __init__(self, store: LocationStore | None = None, *, use_domain: bool = False) -> None:
         self.store: LocationStore = MemoryLocationStore() if store is None else store
         self.use_domain = use_domain
         self._records: dict[str, list[Binding]] = {}

@@ -15,8 +15,8 @@ address-of-record, as in Kamailio's usrloc table ``location``. When a binding ch
 (RFC 5626: same ``+sip.instance``/``reg-id``, new contact) the location service deletes the old row
 and inserts the new one in the same :meth:`~LocationStore.apply` call.
 
-Times are Unix wall-clock seconds (``time.time()``): they are written to disk and must stay meaningful
-after a restart, so a monotonic clock cannot be used here.
+Times are Unix wall-clock seconds (``time.time()``): they are written to disk and must stay
+meaningful after a restart, so a monotonic clock cannot be used here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """In-memory storage backends, for tests and for deployments that accept losing state on restart.
 
-``MemoryLocationStore`` keeps rows (plain tuples, not the caller's objects) so that it behaves like a
-real backend: what comes back from :meth:`load_all` is a fresh copy, never an object the location
+``MemoryLocationStore`` keeps rows (plain tuples, not the caller's objects) so that it behaves like
+a real backend: what comes back from :meth:`load_all` is a fresh copy, never an object the location
 service still holds.
 """
 
