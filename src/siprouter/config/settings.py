@@ -1,0 +1,159 @@
+"""Typed settings, one dataclass per area; every default says where its value comes from.
+
+The TOML file has one table per dataclass (``[server]``, ``[database]``, ``[sip]``, ``[timers]``,
+``[tcp]``, ``[registrar]``) plus ``[modules.<name>]`` tables that belong to the modules. See
+:func:`siprouter.config.loader.load_settings` for loading and validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..transport.spec import ListenSpec, TransportSettings, parse_hostport
+
+__all__ = [
+    "LOG_LEVELS",
+    "ConfigError",
+    "DatabaseSettings",
+    "RegistrarSettings",
+    "ServerSettings",
+    "Settings",
+    "SipSettings",
+    "TcpSettings",
+    "TimerSettings",
+    "default_script",
+]
+
+#: accepted ``log_level`` values; "trace" adds full message dumps below "debug"
+LOG_LEVELS = ("trace", "debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file, section and key."""
+
+
+def default_script() -> str:
+    """Path of the routing script shipped with the package."""
+    return str(Path(__file__).resolve().parent.parent / "scripts" / "default.py")
+
+
+def _default_listen() -> list[str]:
+    # Kamailio listens on every address, UDP and TCP, port 5060 (RFC 3261 §19.1.2) by default
+    return ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"]
+
+
+@dataclass(slots=True)
+class ServerSettings:
+    # sockets to open, "PROTO:HOST:PORT [advertise HOST[:PORT]]" (Kamailio `listen=`)
+    listen: list[str] = field(default_factory=_default_listen)
+    # address written into Via / Record-Route instead of the bound one, e.g. behind NAT
+    # (Kamailio `advertised_address` / `advertised_port`); applies to every listener
+    advertise: str | None = None
+    # SIP domains served here: requests for them are local (Kamailio domain module table)
+    domains: list[str] = field(default_factory=list)
+    # more host[:port] names that mean this server ("myself"; Kamailio `alias=`)
+    aliases: list[str] = field(default_factory=list)
+    # routing script, Python (.py) or Lua (.lua); default: the script bundled with siprouter.
+    # A relative path in the TOML file is relative to that file.
+    script: str = field(default_factory=default_script)
+    # names defined for the script, "NAME" or "NAME=VALUE" (Kamailio `-A` / `#!define`)
+    defines: list[str] = field(default_factory=list)
+    # worker processes sharing the SIP ports (siprouter: one for now)
+    workers: int = 1
+    # trace | debug | info | warning | error | critical (siprouter default)
+    log_level: str = "info"
+
+    def listen_specs(self) -> list[ListenSpec]:
+        """The ``listen`` entries parsed, with ``advertise`` applied where none is given."""
+        adv_host: str | None = None
+        adv_port: int | None = None
+        if self.advertise is not None:
+            adv_host, adv_port = parse_hostport(self.advertise, "advertise")
+        specs: list[ListenSpec] = []
+        for text in self.listen:
+            spec = ListenSpec.parse(text)
+            if spec.advertise_host is None and adv_host is not None:
+                spec = ListenSpec(spec.proto, spec.host, spec.port, adv_host, adv_port)
+            specs.append(spec)
+        return specs
+
+
+@dataclass(slots=True)
+class DatabaseSettings:
+    # where location, credentials and state persist; the embedded SQLite file in the working
+    # directory by default (siprouter default)
+    url: str = "sqlite:///siprouter.sqlite"
+
+
+@dataclass(slots=True)
+class SipSettings:
+    # largest SIP message accepted, in bytes (Kamailio BUF_SIZE = 65535)
+    max_message_size: int = 65535
+    # User-Agent of requests we originate (Kamailio `user_agent_header`); "" = none
+    user_agent: str = "siprouter"
+    # Server header of responses we generate (Kamailio `server_header`); "" = none
+    server_header: str = "siprouter"
+    # Max-Forwards set on requests that have none (RFC 3261 §16.6 step 3 recommends 70)
+    max_forwards: int = 70
+
+
+@dataclass(slots=True)
+class TimerSettings:
+    # RTT estimate, seconds (RFC 3261 §17.1.1.1, table 4: T1 = 500 ms)
+    t1: float = 0.5
+    # longest retransmit interval of non-INVITE requests and INVITE responses (RFC 3261: 4 s)
+    t2: float = 4.0
+    # longest time a message may stay in the network (RFC 3261: T4 = 5 s)
+    t4: float = 5.0
+    # final-response timeout of a client transaction, seconds (Kamailio tm `fr_timer`, 30 s)
+    fr_timeout: float = 30.0
+    # INVITE final-response timeout after a provisional reply (Kamailio tm `fr_inv_timer`, 120 s)
+    fr_inv_timeout: float = 120.0
+
+
+@dataclass(slots=True)
+class TcpSettings:
+    # seconds a connection may stay without traffic before it is closed (siprouter default;
+    # Kamailio's `tcp_connection_lifetime` is 120 s)
+    idle_timeout: float = 600.0
+    # open TCP connections at most; more are closed at accept (Kamailio `tcp_max_connections`)
+    max_connections: int = 2048
+    # seconds to wait for an outbound connection (Kamailio `tcp_connect_timeout`, 10 s)
+    connect_timeout: float = 10.0
+
+
+@dataclass(slots=True)
+class RegistrarSettings:
+    # expiry when a REGISTER gives none, seconds (Kamailio registrar `default_expires`)
+    default_expires: int = 3600
+    # shorter requested expiries get 423 Interval Too Brief (Kamailio registrar `min_expires`)
+    min_expires: int = 60
+    # longer requested expiries are cut down to this (Kamailio registrar `max_expires`)
+    max_expires: int = 86400
+    # contacts per AoR at most, 0 = no limit (Kamailio registrar `max_contacts`)
+    max_contacts: int = 0
+    # AoRs include the domain part, user@domain (Kamailio usrloc `use_domain`)
+    use_domain: bool = False
+
+
+@dataclass(slots=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    sip: SipSettings = field(default_factory=SipSettings)
+    timers: TimerSettings = field(default_factory=TimerSettings)
+    tcp: TcpSettings = field(default_factory=TcpSettings)
+    registrar: RegistrarSettings = field(default_factory=RegistrarSettings)
+    # one free table per module, [modules.<name>]; each module validates its own table
+    modules: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def transport_settings(self) -> TransportSettings:
+        """What :class:`~siprouter.transport.TransportManager` needs."""
+        return TransportSettings(
+            max_message_size=self.sip.max_message_size,
+            tcp_idle_timeout=self.tcp.idle_timeout,
+            tcp_max_connections=self.tcp.max_connections,
+            tcp_connect_timeout=self.tcp.connect_timeout,
+        )
