@@ -1,0 +1,170 @@
+"""Validation of parsed messages: the rules a message can break after it has been framed.
+
+``parse_message`` refuses what cannot be framed (bad start line, bad Content-Length, 505 for a
+request of another SIP version ...). What frames but breaks a rule of RFC 3261 is found here:
+
+``validate_request(msg)`` returns ``(status, reason)`` owed to the sender, or None when the
+request is fit to process. In order:
+
+1. SIP version other than 2.0 -> 505 (normally refused already by the parser);
+2. a mandatory header missing (RFC 3261 §8.1.1: Via, From, To, Call-ID, CSeq; Max-Forwards only
+   when ``require_max_forwards`` — RFC 3261 §16.3 step 3 lets a proxy pass a request without
+   it, and RFC 4475 §3.4.1 keeps RFC 2543 requests without it valid) -> 400 naming it;
+3. a single-valued header given more than once (RFC 4475 §3.3.8) -> 400 naming it;
+4. a header value that does not parse: Via, From, To, Call-ID, CSeq, Max-Forwards,
+   Contact, Route, Record-Route -> 400 naming it;
+5. CSeq method different from the request method (RFC 3261 §8.1.1.5, RFC 4475 §3.1.2.17)
+   -> 400;
+6. the Request-URI: a scheme other than sip/sips/tel -> 416 (RFC 3261 §8.2.2.1); a
+   malformed sip/sips/tel URI -> 400; a SIP URI carrying headers (not allowed in a
+   Request-URI, RFC 3261 §19.1.1 table 1; RFC 4475 §3.1.2.11) -> 400.
+
+Policy answers that need configuration are left to the layer that has it: 483 for
+Max-Forwards 0 (proxy), 420 for unsupported Proxy-Require options (see
+``unsupported_proxy_require``), 415 / 406 for bodies (UAS), the REGISTER rules (registrar).
+
+``validate_response(msg)`` says whether a response is fit to process; a response that is not
+is dropped silently (no response is sent to a response; RFC 4475 §3.1.2.5).
+
+Both functions only read the message and never raise.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list, parse_via
+from .uri import UnsupportedURIScheme, parse_uri
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .message import SipMessage
+
+__all__ = ["unsupported_proxy_require", "validate_request", "validate_response"]
+
+# RFC 3261 §25.1: callid = word [ "@" word ]
+_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
+_CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?")
+
+_SINGLE = (
+    ("from", "From"),
+    ("to", "To"),
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+    ("max-forwards", "Max-Forwards"),
+)
+_MANDATORY = (
+    ("via", "Via"),
+    ("from", "From"),
+    ("to", "To"),
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+)
+_SIP_SCHEMES = ("sip:", "sips:", "tel:")
+
+
+def _bad(name: str) -> tuple[int, str]:
+    return 400, f"Bad {name} Header Field"
+
+
+def _check_name_addr(value: str) -> bool:
+    """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
+    try:
+        na = parse_name_addr(value)
+        if na.uri[:5].lower().startswith(_SIP_SCHEMES):
+            parse_uri(na.uri)
+    except ValueError:
+        return False
+    return True
+
+
+def _common(msg: SipMessage) -> tuple[int, str] | None:
+    """Checks shared by requests and responses (status 400 with the reason)."""
+    for c, name in _MANDATORY:
+        if not msg.has(c):
+            return 400, f"Missing {name} Header Field"
+    for c, name in _SINGLE:
+        if msg.count(c) > 1:
+            return 400, f"Multiple {name} Header Fields"
+    try:
+        for v in msg.get_all("via"):
+            parse_via(v)
+    except ValueError:
+        return _bad("Via")
+    for c, name in (("from", "From"), ("to", "To")):
+        value = msg.get(c)
+        if value is None or not _check_name_addr(value):
+            return _bad(name)
+    call_id = msg.get("call-id")
+    if call_id is None or _CALL_ID_RE.fullmatch(call_id) is None:
+        return _bad("Call-ID")
+    cseq = msg.get("cseq")
+    try:
+        parse_cseq(cseq or "")
+    except ValueError:
+        return _bad("CSeq")
+    return None
+
+
+def validate_request(
+    msg: SipMessage, *, require_max_forwards: bool = False
+) -> tuple[int, str] | None:
+    """``(status, reason)`` owed for a request that breaks a rule, else None."""
+    try:
+        return _validate_request(msg, require_max_forwards)
+    except ValueError:  # a header accessor refusing a value we did not foresee
+        return 400, "Bad Request"
+
+
+def _validate_request(msg: SipMessage, require_max_forwards: bool) -> tuple[int, str] | None:
+    if msg.version != "SIP/2.0":
+        return 505, "Version Not Supported"
+    if require_max_forwards and not msg.has("max-forwards"):
+        return 400, "Missing Max-Forwards Header Field"
+    err = _common(msg)
+    if err is not None:
+        return err
+    _num, method = parse_cseq(msg.get("cseq") or "")
+    if method != msg.method:
+        return 400, "CSeq Method Does Not Match Request Method"
+    mf = msg.get("max-forwards")
+    if mf is not None and (not mf.isdigit() or not mf.isascii() or len(mf) > 10 or int(mf) > 255):
+        return _bad("Max-Forwards")
+    contacts = msg.get_all("contact")
+    if contacts:
+        try:
+            parse_contacts(contacts)
+        except ValueError:
+            return _bad("Contact")
+    for c, name in (("route", "Route"), ("record-route", "Record-Route")):
+        try:
+            for v in msg.get_all(c):
+                parse_name_addr_list(v)
+        except ValueError:
+            return _bad(name)
+    try:
+        uri = parse_uri(msg.ruri)
+    except UnsupportedURIScheme:
+        return 416, "Unsupported URI Scheme"
+    except ValueError:
+        return 400, "Bad Request-URI"
+    if uri.headers:
+        return 400, "Request-URI Must Not Carry Headers"
+    return None
+
+
+def validate_response(msg: SipMessage) -> bool:
+    """True when a response is fit to process; False means drop it silently."""
+    try:
+        if msg.is_request or not 100 <= msg.status <= 699 or msg.version != "SIP/2.0":
+            return False
+        return _common(msg) is None
+    except ValueError:
+        return False
+
+
+def unsupported_proxy_require(msg: SipMessage, supported: frozenset[str]) -> list[str]:
+    """Option tags of Proxy-Require not in ``supported`` (RFC 3261 §16.3 step 5: a proxy
+    answers 420 Bad Extension listing them in Unsupported). Comparison is case-sensitive
+    as option tags are (RFC 3261 §19.2)."""
+    return [tag for tag in msg.values("proxy-require") if tag not in supported]
