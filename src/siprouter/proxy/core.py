@@ -349,6 +349,12 @@ class Proxy:
             self._send_upstream(rc, data, 487, now)
             self._maybe_done(rc)
             return
+        if best.synthetic and best.status == 408 and not rc.is_invite:
+            # RFC 4320 §4.1: no 408 upstream for a non-INVITE; the upstream client times out
+            rc.final_sent = True
+            rc.final_status = 408
+            self._maybe_done(rc)
+            return
         if best.status in (401, 407):
             self._merge_challenges(rc, resp)
         self._send_upstream(rc, resp.to_bytes(), best.status, now)

@@ -83,6 +83,8 @@ class Core:
         fr_inv_timeout: float = 120.0,
         max_message_size: int = 65535,
         loop: asyncio.AbstractEventLoop | None = None,
+        clock: Any = None,
+        wall_clock: Any = None,
     ) -> None:
         self.transport = transport
         self.tl = tl
@@ -95,11 +97,16 @@ class Core:
         self.fr_inv_timeout = fr_inv_timeout
         self.max_message_size = max_message_size
         self.loop = loop
+        self.clock = clock  # monotonic seconds; tests pass a fake clock
+        self.wall_clock = wall_clock or time.time  # registrations persist in wall-clock time
         self.proxy = Proxy(tl, self.perform, self, server_header=server_header)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._sent_by: tuple[str, ...] = ()
         self._dns_cache: dict[str, str | None] = {}
+        # Kamailio maxfwd modparam max_limit (default 70, RFC 3261 §16.6 step 3's usual value):
+        # a decremented Max-Forwards is never left above it.
+        self.max_forwards_limit = 70
         self.stats: dict[str, int] = {
             "rcv_requests": 0, "rcv_replies": 0, "fwd_requests": 0, "fwd_replies": 0,
             "drop_requests": 0, "drop_replies": 0, "err_requests": 0, "script_errors": 0,
@@ -131,6 +138,8 @@ class Core:
         return fallback
 
     def now(self) -> float:
+        if self.clock is not None:
+            return float(self.clock())
         loop = self.loop
         return loop.time() if loop is not None else time.monotonic()
 
@@ -255,7 +264,10 @@ class Core:
         proto = nxt.transport.lower()
         host = nxt.received or nxt.maddr or nxt.host
         rport = nxt.rport
-        port = int(rport) if rport and rport.isdigit() else (nxt.port or DEFAULT_PORTS.get(proto, 5060))
+        if rport and rport.isdigit():
+            port = int(rport)
+        else:
+            port = nxt.port or DEFAULT_PORTS.get(proto, 5060)
         if not _is_ip(host):
             self.stats["drop_replies"] += 1
             return
@@ -293,7 +305,7 @@ class Core:
     def perform(self, effects: Iterable[tuple[Any, ...]]) -> None:
         now = None
         for eff in effects:
-            kind = eff[0]  # noqa: SIM114
+            kind = eff[0]
             if kind == "send":
                 dest, data, txn = eff[1], eff[2], eff[3]
                 self._send(dest, data, None, txn)
@@ -368,7 +380,7 @@ class Core:
                 self.reply(req, 500, "Server Internal Error", [], b"")
             return
 
-    # -- operations the script calls ----------------------------------------------------------------
+    # -- operations the script calls -------------------------------------------------------------
     def process_maxfwd(self, msg: SipMessage, limit: int) -> int:
         v = msg.get("max-forwards")
         if v is None:
@@ -380,7 +392,7 @@ class Core:
         if n == 0:
             return -1
         n -= 1
-        n = min(n, limit)
+        n = min(n, self.max_forwards_limit)
         msg.replace_first("max-forwards", str(n))
         return 1
 
@@ -519,7 +531,8 @@ class Core:
         rc.failure_handler = req.failure_handler
         rc.reply_handler = req.reply_handler
         rc.branch_failure_handler = req.branch_failure_handler
-        req.failure_handler = None if req.in_failure else req.failure_handler
+        # like Kamailio's t_on_failure: armed for one failure; a failure route re-arms it
+        req.failure_handler = None
         targets = self._targets(req)
         started = 0
         my_hash = branch_hash(msg, req.received_ruri) if new_context else None
@@ -588,7 +601,9 @@ class Core:
             self._add_record_route(msg, req, out)
         # §16.11: a stateless proxy's branch must be the same for retransmissions
         b = branch_hash(msg, req.received_ruri)
-        msg.insert_top("Via", f"SIP/2.0/{out.proto.upper()} {out.hostport()};branch={MAGIC_COOKIE}{b}.s")
+        msg.insert_top(
+            "Via", f"SIP/2.0/{out.proto.upper()} {out.hostport()};branch={MAGIC_COOKIE}{b}.s"
+        )
         self.stats["fwd_requests"] += 1
         self._send(dest, msg.to_bytes(), out)
         req.relayed = True
@@ -599,7 +614,7 @@ class Core:
         reg = self.registrar
         if reg is None:
             return -1
-        now = time.time()
+        now = self.wall_clock()
         received = req.vars.get("__received")  # set by nathelper's fix_nated_register
         res = reg.save(
             req.msg, now, received=received,
@@ -614,26 +629,18 @@ class Core:
             return LookupResult.ERROR
         target = aor or req.msg.ruri
         try:
-            bindings = reg.lookup(target, time.time())
+            branches = reg.branches(target, self.wall_clock())
         except ValueError:
             return LookupResult.ERROR
-        if not bindings:
+        if not branches:
             return LookupResult.NOT_FOUND
-        first = True
-        for b in bindings:
-            # a binding saved behind NAT (nathelper's received) is reached at that address
-            dst = b.received or None
-            path = list(b.path or [])
-            if first:
-                req.msg.ruri = b.contact_uri() if hasattr(b, "contact_uri") else _contact_uri(
-                    b.contact)
-                req.dst_uri = dst
-                if path:
-                    req.vars["__path"] = path
-                first = False
-            else:
-                uri = b.contact_uri() if hasattr(b, "contact_uri") else _contact_uri(b.contact)
-                req.branches.append((uri, dst, path))
+        first = branches[0]
+        req.msg.ruri = first.uri
+        req.dst_uri = first.dst_uri
+        if first.route:
+            req.vars["__path"] = list(first.route)
+        for b in branches[1:]:
+            req.branches.append((b.uri, b.dst_uri, list(b.route)))
         return LookupResult.FOUND
 
     def registrar_registered(self, req: Request, table: str, aor: str | None) -> bool:
@@ -641,7 +648,7 @@ class Core:
         if reg is None:
             return False
         try:
-            return bool(reg.lookup(aor or req.msg.ruri, time.time()))
+            return bool(reg.registered(aor or req.msg.ruri, self.wall_clock()))
         except ValueError:
             return False
 
