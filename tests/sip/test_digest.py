@@ -92,8 +92,8 @@ def test_auth_int_and_sess() -> None:
     hs = ha1_sess(h, "n", "c")
     assert hs == md5(f"{h}:n:c".encode()).hexdigest()
     params = {"nonce": "n", "uri": "sip:x", "qop": "auth", "nc": "00000001", "cnonce": "c",
-              "algorithm": "MD5-sess",
-              "response": response(hs, "n", "INVITE", "sip:x", "auth", "00000001", "c")}  # fmt: skip
+              "algorithm": "MD5-sess"}  # fmt: skip
+    params["response"] = response(hs, "n", "INVITE", "sip:x", "auth", "00000001", "c")
     assert verify_response(params, "INVITE", h)
 
 
@@ -140,9 +140,9 @@ def test_parse_auth_header_bad(bad: str) -> None:
 
 def test_format_challenge() -> None:
     c = format_challenge("example.com", "n0nce", algorithm="SHA-256", opaque="o", stale=True)
-    assert (
-        c
-        == 'Digest realm="example.com", nonce="n0nce", opaque="o", stale=true, algorithm=SHA-256, qop="auth"'
+    assert c == (
+        'Digest realm="example.com", nonce="n0nce", opaque="o", stale=true, '
+        'algorithm=SHA-256, qop="auth"'
     )
     _scheme, p = parse_auth_header(c)
     assert p["algorithm"] == "SHA-256" and p["stale"] == "true"

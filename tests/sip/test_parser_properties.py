@@ -1,0 +1,196 @@
+"""Property tests: bad input never crashes the parser or the value parsers.
+
+- any bytes give a SipMessage or a ParseError, nothing else (datagram and stream framing);
+- so do random mutations of the RFC 4475 / RFC 5118 messages;
+- on a parsed message, header accessors, value parsers and validation raise nothing but
+  ValueError (ParseError is one);
+- value parsers on arbitrary text raise nothing but ValueError, and what they accept
+  survives a write/read round trip.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from siprouter.sip.digest import parse_auth_header
+from siprouter.sip.headers import (
+    parse_contacts,
+    parse_cseq,
+    parse_name_addr,
+    parse_name_addr_list,
+    parse_via,
+    split_commas,
+)
+from siprouter.sip.message import ParseError, SipMessage, parse_message
+from siprouter.sip.uri import parse_uri, uri_equal
+from siprouter.sip.validate import validate_request, validate_response
+
+VECTORS = sorted((Path(__file__).resolve().parent.parent / "vectors").glob("rfc*/*.dat"))
+VECTOR_BYTES = [p.read_bytes() for p in VECTORS]
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# characters that matter to SIP syntax, plus some that must be refused
+SIP_ALPHABET = "abcSIPsipv0123456789:;,=<>\"\\@[]?&%/. \t-_+*!~'()`{}#$\r\n\x00\x7féΩ"
+sip_text = st.text(alphabet=SIP_ALPHABET, max_size=80)
+
+
+def parse_or_error(data: bytes, stream: bool) -> SipMessage | None:
+    try:
+        return parse_message(data, stream=stream)
+    except ParseError as e:
+        assert isinstance(e.status, int) and isinstance(e.reason, str)
+        return None
+
+
+def exercise(msg: SipMessage) -> None:
+    """Touch every accessor a later layer may use; only ValueError may come out."""
+
+    def quietly(fn: object, *args: object) -> None:
+        try:
+            fn(*args)  # type: ignore[operator]
+        except ValueError:
+            pass
+
+    assert isinstance(msg.to_bytes(), bytes)
+    for attr in ("via1", "vias", "cseq_num", "cseq_method", "from_tag", "to_tag", "call_id",
+                 "branch", "ruri", "reason", "body"):  # fmt: skip
+        quietly(getattr, msg, attr)
+    for name in set(msg.header_names()):
+        quietly(msg.get, name)
+        quietly(msg.get_all, name)
+        quietly(msg.values, name)
+    for v in msg.get_all("via"):
+        quietly(parse_via, v)
+    for name in ("from", "to"):
+        one = msg.get(name)
+        if one is not None:
+            quietly(parse_name_addr, one)
+    for name in ("route", "record-route"):
+        for v in msg.get_all(name):
+            quietly(parse_name_addr_list, v)
+    quietly(parse_contacts, msg.get_all("contact"))
+    for name in ("authorization", "proxy-authorization", "www-authenticate"):
+        for v in msg.get_all(name):
+            quietly(parse_auth_header, v)
+    if msg.is_request:
+        quietly(parse_uri, msg.ruri)
+        err = validate_request(msg)
+        assert err is None or (isinstance(err[0], int) and 400 <= err[0] <= 599)
+    else:
+        assert isinstance(validate_response(msg), bool)
+
+
+@SETTINGS
+@given(st.binary(max_size=600), st.booleans())
+def test_any_bytes(data: bytes, stream: bool) -> None:
+    msg = parse_or_error(data, stream)
+    if msg is not None:
+        exercise(msg)
+
+
+@st.composite
+def mutated_vector(draw: st.DrawFn) -> bytes:
+    data = bytearray(draw(st.sampled_from(VECTOR_BYTES)))
+    for _ in range(draw(st.integers(1, 6))):
+        if not data:
+            break
+        pos = draw(st.integers(0, len(data) - 1))
+        op = draw(st.sampled_from(["set", "delete", "insert", "truncate", "dup"]))
+        if op == "set":
+            data[pos] = draw(st.sampled_from(b'\x00\r\n \t:;,<>"\\@[]0123456789aZ%\xff'))
+        elif op == "delete":
+            del data[pos : pos + draw(st.integers(1, 8))]
+        elif op == "insert":
+            data[pos:pos] = draw(st.binary(min_size=1, max_size=8))
+        elif op == "truncate":
+            del data[pos:]
+        else:
+            end = min(len(data), pos + draw(st.integers(1, 40)))
+            data[pos:pos] = data[pos:end]
+    return bytes(data)
+
+
+@SETTINGS
+@given(mutated_vector(), st.booleans())
+def test_mutated_vectors(data: bytes, stream: bool) -> None:
+    msg = parse_or_error(data, stream)
+    if msg is not None:
+        exercise(msg)
+
+
+def test_every_vector_exercised() -> None:
+    for data in VECTOR_BYTES:
+        for stream in (False, True):
+            msg = parse_or_error(data, stream)
+            if msg is not None:
+                exercise(msg)
+                assert msg.to_bytes() == msg.raw
+
+
+@SETTINGS
+@given(sip_text)
+def test_split_commas_total(text: str) -> None:
+    items = split_commas(text)
+    assert all(item and item == item.strip() for item in items)
+
+
+@SETTINGS
+@given(sip_text)
+def test_value_parsers_only_raise_value_error(text: str) -> None:
+    for fn in (parse_via, parse_name_addr, parse_name_addr_list, parse_cseq, parse_uri,
+               parse_auth_header):  # fmt: skip
+        try:
+            fn(text)
+        except ValueError:
+            pass
+    try:
+        parse_contacts([text])
+    except ValueError:
+        pass
+
+
+uri_text = st.builds(
+    lambda scheme, user, host, port, params: f"{scheme}:{user}{host}{port}{params}",
+    st.sampled_from(["sip", "sips", "SIP", "tel"]),
+    st.one_of(st.just(""), st.from_regex(r"[a-z0-9%;=+]{1,8}@", fullmatch=True)),
+    st.sampled_from(["example.com", "[::1]", "[2001:db8::1]", "192.0.2.1", "h_x.example"]),
+    st.sampled_from(["", ":5060", ":0", ":65535"]),
+    st.from_regex(r"(;[a-z]{1,5}(=[a-zA-Z0-9%]{1,5})?){0,3}", fullmatch=True),
+)
+
+
+@SETTINGS
+@given(st.one_of(uri_text, sip_text))
+def test_uri_round_trip(text: str) -> None:
+    try:
+        u = parse_uri(text)
+    except ValueError:
+        return
+    again = parse_uri(str(u))
+    assert str(again) == str(u)
+    assert uri_equal(u, again)
+
+
+@SETTINGS
+@given(st.one_of(sip_text, st.builds(lambda s: "SIP/2.0/UDP h.example" + s, sip_text)))
+def test_via_round_trip(text: str) -> None:
+    try:
+        vias = parse_via(text)
+    except ValueError:
+        return
+    for v in vias:
+        assert parse_via(v.to_string()) == [v]
+
+
+@SETTINGS
+@given(st.one_of(sip_text, st.builds(lambda d, s: f"{d}<sip:a@b>{s}", sip_text, sip_text)))
+def test_name_addr_round_trip(text: str) -> None:
+    try:
+        na = parse_name_addr(text)
+    except ValueError:
+        return
+    assert parse_name_addr(na.to_string()) == na
