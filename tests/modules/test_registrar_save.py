@@ -249,8 +249,8 @@ def test_bad_q_is_400(env: Env, q: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "contact", ["<sip:a@1.1.1.1>;expires=soon", "<sip:a@1.1.1.1>;expires=-5", "<sip:a@bad host>",
-                "<sip:@@>", "<sip:a@1.1.1.1>;reg-id=x"],
+    "contact", ["", " , ", "<sip:a@1.1.1.1>;expires=soon", "<sip:a@1.1.1.1>;expires=-5",
+                "<sip:a@bad host>", "<sip:@@>", "<sip:a@1.1.1.1>;reg-id=x"],
 )
 def test_bad_contacts_are_400(env: Env, contact: str) -> None:
     res = env.save(register(contact, expires=600))
@@ -363,6 +363,13 @@ def test_contact_matching_uses_uri_equality(env: Env) -> None:
     env.save(register("<sip:a@Host.example.com:5060>", expires=600))
     env.save(register("<sip:a@host.example.com:5060>", expires=600, cseq=2))
     assert env.location.count() == 1
+
+
+def test_date_header_follows_the_clock(env: Env) -> None:
+    assert hdrs(env.save(register()), "Date") == ["Tue, 14 Nov 2023 22:13:20 GMT"]
+    env.now += 61.5
+    assert hdrs(env.save(register()), "Date") == ["Tue, 14 Nov 2023 22:14:21 GMT"]
+    assert hdrs(env.save(register(to="<tel:1>")), "Date") == ["Tue, 14 Nov 2023 22:14:21 GMT"]
 
 
 def test_same_contact_twice_in_one_request(env: Env) -> None:

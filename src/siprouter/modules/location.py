@@ -60,12 +60,9 @@ def normalize_aor(text: str, use_domain: bool = False) -> str:
     if at < 0:
         if uri:
             raise ValueError(f"AoR has no user part: {text[:60]!r}")
-        # A bare user name, as an explicit AoR may be given with use_domain off.
+        # A bare user name (an explicit AoR, or a key with use_domain off): taken whole, since
+        # ';' and '?' are legal in a user part.
         user, host = t, ""
-        for i, ch in enumerate(t):
-            if ch == ";" or ch == "?":
-                user = t[:i]
-                break
     else:
         user = t[:at]
         host = t[at + 1 :]
@@ -78,6 +75,8 @@ def normalize_aor(text: str, use_domain: bool = False) -> str:
         pw = user.find(":")
         if pw >= 0:
             user = user[:pw]
+    user = user.strip()
+    host = host.strip()
     if "%" in user:
         user = unquote(user, errors="strict")
     if not user:
@@ -144,6 +143,9 @@ class Location:
             lst = self._records.get(key)
             if lst is None:
                 return []
+        if len(lst) == 1:  # the common case, without a comprehension frame
+            b = lst[0]
+            return [b] if b.expires > now else []
         return [b for b in lst if b.expires > now]
 
     def get(self, aor: str) -> list[Binding]:

@@ -152,6 +152,20 @@ def received_to_uri(received: str) -> str:
     return f"sip:{host}:{port};transport={proto}"
 
 
+_date_cache: list[tuple[int, str]] = [(-1, "")]
+
+
+def _date(now: float) -> str:
+    """RFC 1123 date for the Date header; one formatting per second, not per reply."""
+    sec = int(now)
+    cached = _date_cache[0]
+    if cached[0] == sec:
+        return cached[1]
+    text = formatdate(sec, usegmt=True)
+    _date_cache[0] = (sec, text)
+    return text
+
+
 def _result(status: int, reason: str, now: float, error: str | None = None,
             extra: list[tuple[str, str]] | None = None) -> RegisterResult:
     headers: list[tuple[str, str]] = []
@@ -159,7 +173,7 @@ def _result(status: int, reason: str, now: float, error: str | None = None,
         headers.extend(extra)
     if error:
         headers.append(("P-Registrar-Error", error))
-    headers.append(("Date", formatdate(now, usegmt=True)))
+    headers.append(("Date", _date(now)))
     return RegisterResult(status, reason, headers, REG_ERROR)
 
 
@@ -290,6 +304,8 @@ class Registrar:
             contacts = parse_contacts(contact_lines)
         except ValueError:
             return _result(400, "Bad Request", now, "Contact parse error")
+        if not contacts:  # a Contact header with nothing in it
+            return _result(400, "Bad Request", now, "Contact parse error")
 
         # 3. Contact: *
         if contacts == "*":
@@ -406,5 +422,5 @@ class Registrar:
             supported = msg.values("Supported")
             if any(t.strip().lower() == "path" for t in supported):
                 headers.extend(("Path", v) for v in msg.values("Path"))
-        headers.append(("Date", formatdate(now, usegmt=True)))
+        headers.append(("Date", _date(now)))
         return RegisterResult(200, "OK", headers, REG_OK, key, bindings)
