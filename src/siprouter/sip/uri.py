@@ -37,8 +37,11 @@ _PARAMCHARS_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/:&+$]|{_HEX2})+")
 # hname / hvalue: hnv-unreserved = [ ] / ? : + $
 _HNAME_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_HEX2})+")
 _HVALUE_RE = re.compile(rf"(?:[{_UNRESERVED}\[\]/?:+$]|{_HEX2})*")
-# hostname = *( domainlabel "." ) toplabel [ "." ]; '_' tolerated as deployed.
-_HOSTNAME_RE = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_.])?")
+# hostport = ( "[" IPv6 "]" / hostname / IPv4address ) [ ":" port ]; '_' tolerated in
+# hostnames as deployed; the IPv6 literal is checked by normalize_ipv6.
+_HOSTPORT_RE = re.compile(
+    r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_.])?))(?::([0-9]+))?"
+)
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # RFC 3966 telephone-subscriber, leniently: digits, hex digits, visual separators, '*', '#', '+'
 _TEL_NUMBER_RE = re.compile(rf"(?:[0-9A-Fa-f*#+\-.()pPwW]|{_HEX2})+")
@@ -205,43 +208,30 @@ def parse_uri(text: str) -> SipURI:
             password = pw
 
     # hostport
-    if rest.startswith("["):
-        end = rest.find("]")
-        if end < 0:
-            raise ValueError(f"bad IPv6 reference in URI {text[:60]!r}")
-        host = rest[1:end]
+    m = _HOSTPORT_RE.match(rest)
+    if m is None:
+        raise ValueError(f"bad host in URI {text[:60]!r}")
+    v6, host, digits = m.groups()
+    if v6 is not None:
         try:
-            normalize_ipv6(host)
+            normalize_ipv6(v6)
         except ValueError:
             raise ValueError(f"bad IPv6 reference in URI {text[:60]!r}") from None
-        i = end + 1
-    else:
-        i = 0
-        n = len(rest)
-        while i < n and rest[i] not in ":;?":
-            i += 1
-        host = rest[:i]
-        if _HOSTNAME_RE.fullmatch(host) is None:
-            raise ValueError(f"bad host in URI {text[:60]!r}")
+        host = v6
     port: int | None = None
-    tail = rest[i:]
-    if tail.startswith(":"):
-        j = 1
-        while j < len(tail) and tail[j].isdigit():
-            j += 1
-        digits = tail[1:j]
-        if not digits or not digits.isascii() or len(digits) > 5 or int(digits) > 65535:
+    if digits is not None:
+        if len(digits) > 5 or int(digits) > 65535:
             raise ValueError(f"bad port in URI {text[:60]!r}")
         port = int(digits)
-        tail = tail[j:]
+    tail = rest[m.end() :]
+    if tail and tail[0] not in ";?":
+        raise ValueError(f"bad URI {text[:60]!r}: unexpected {tail[:20]!r}")
 
     params: dict[str, str | None] = {}
     headers: dict[str, str] = {}
     if tail:
         ptext, q, htext = tail.partition("?")
         if ptext:
-            if ptext[0] != ";":
-                raise ValueError(f"bad URI {text[:60]!r}: unexpected {ptext[:20]!r}")
             params = _parse_params(ptext[1:], text)
         if q:
             headers = _parse_headers(htext, text)
