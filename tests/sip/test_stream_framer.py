@@ -169,3 +169,12 @@ def test_header_search_resumes_where_it_stopped() -> None:
 def test_invalid_max_size() -> None:
     with pytest.raises(ValueError):
         StreamFramer(0)
+
+
+def test_whole_segment_returned_without_copy_and_bytearray_input() -> None:
+    f = StreamFramer()
+    assert f.feed(MSG1)[0] is MSG1  # one message per segment: no copy on the hot path
+    out = f.feed(bytearray(MSG2 + MSG1[:10]))
+    assert out == [MSG2] and type(out[0]) is bytes
+    assert f.feed(MSG1[10:]) == [MSG1]
+    assert f.buffered == 0

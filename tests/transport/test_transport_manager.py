@@ -433,3 +433,28 @@ def test_on_message_exception_does_not_kill_connection(
         await a.stop()
 
     run(main())
+
+
+def test_send_on_closing_connection_opens_a_new_one(
+    run: Callable[[Coroutine[Any, Any, None]], None],
+) -> None:
+    async def main() -> None:
+        a, _ = await started(["tcp:127.0.0.1:0"])
+        b, b_sink = await started(["tcp:127.0.0.1:0"])
+        dest = Endpoint("tcp", "127.0.0.1", b.listeners[0].port)
+        errors: list[Exception] = []
+        a.send(dest, msg(1), errors.append)
+        await until(lambda: len(b_sink.got) == 1)
+        conn = a._table[(dest.host, dest.port)]
+        assert conn.transport is not None
+        conn.transport.close()  # closing; connection_lost not yet delivered
+        a.send(dest, msg(2), errors.append)
+        await until(lambda: len(b_sink.got) == 2)
+        assert b_sink.got[1][0] == msg(2)
+        assert b_sink.got[1][1] != b_sink.got[0][1]  # from a new connection
+        await until(lambda: a.connection_count() == 1)
+        assert errors == []
+        await a.stop()
+        await b.stop()
+
+    run(main())

@@ -38,7 +38,10 @@ DEFAULT_MAX_MESSAGE_SIZE = 65535
 
 # A Content-Length header line inside a header section (full or compact form, RFC 3261 §7.3.3,
 # §20.14). Anchored on the line end before it, so the start line never matches.
-_CONTENT_LENGTH = re.compile(rb"\n(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)", re.IGNORECASE)
+_CONTENT_LENGTH = re.compile(
+    # spelled with character classes: re.IGNORECASE makes this search 2.5x slower
+    rb"\n(?:[Cc][Oo][Nn][Tt][Ee][Nn][Tt]-[Ll][Ee][Nn][Gg][Tt][Hh]|[Ll])[ \t]*:[ \t]*([^\r\n]*)"
+)
 # Content-Length values longer than this cannot fit any allowed message size.
 _MAX_CL_DIGITS = 10
 
@@ -85,8 +88,14 @@ class StreamFramer:
         if self.pending_error is not None:
             raise self.pending_error
         self.pings = 0
-        buf = self._buf
-        buf += data
+        buf: bytes | bytearray
+        if not self._buf and type(data) is bytes:
+            # fast path: nothing buffered, work on the received bytes themselves; a segment
+            # holding exactly one message is returned without any copy
+            buf = data
+        else:
+            buf = self._buf
+            buf += data
         out: list[bytes] = []
         pos = 0
         end = len(buf)
@@ -117,26 +126,30 @@ class StreamFramer:
                 if end - pos < self._need:
                     break
                 stop = pos + self._need
-                out.append(bytes(buf[pos:stop]))
+                out.append(buf[pos:stop] if buf is data else bytes(buf[pos:stop]))
                 pos = stop
                 self._need = -1
                 self._scan = 0
         except ParseError as exc:
             # the stream cannot be resynchronised: keep the error for every later call
             self.pending_error = exc
-            self._consume(pos)
+            self._consume(buf, pos, end)
             if out:
                 return out
             raise
-        self._consume(pos)
+        self._consume(buf, pos, end)
         return out
 
-    def _consume(self, pos: int) -> None:
-        if pos:
-            del self._buf[:pos]
-            self.consumed += pos
+    def _consume(self, buf: bytes | bytearray, pos: int, end: int) -> None:
+        """Drop ``pos`` consumed bytes; keep the rest buffered."""
+        self.consumed += pos
+        if buf is self._buf:
+            if pos:
+                del self._buf[:pos]
+        elif pos < end:
+            self._buf = bytearray(memoryview(buf)[pos:])
 
-    def _find_headers(self, buf: bytearray, pos: int, end: int) -> int:
+    def _find_headers(self, buf: bytes | bytearray, pos: int, end: int) -> int:
         """Length of the message starting at ``pos`` once its header section is complete, else -1.
 
         ``self._scan`` is relative to ``pos`` and remembers how far the search got.

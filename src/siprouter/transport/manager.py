@@ -395,7 +395,8 @@ class TransportManager:
         elif proto == "tcp":
             key = (dest.host, dest.port)
             conn = self._table.get(key)
-            if conn is None:
+            if conn is None or (conn.transport is not None and conn.transport.is_closing()):
+                # none, or closed (idle, bad peer, EOF) with connection_lost still to come
                 conn = self._open(dest, via, on_error)
                 if conn is None:
                     return
@@ -476,7 +477,7 @@ class TransportManager:
             raise
         except TimeoutError:
             conn.connect_failed(TimeoutError(f"connect to {dest.hostport()} timed out"))
-        except Exception as exc:  # noqa: BLE001 - OSError mostly; every failure must reach on_error
+        except Exception as exc:
             conn.connect_failed(exc)
 
     def _register(self, conn: _TcpConnection, key: tuple[str, int]) -> None:
