@@ -71,8 +71,10 @@ def test_remove_and_first_value() -> None:
 
 
 def test_response() -> None:
-    m = parse_message(b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
-                      b"To: <sip:b@h>;tag=x\r\nContent-Length: 0\r\n\r\n")
+    m = parse_message(
+        b"SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        b"To: <sip:b@h>;tag=x\r\nContent-Length: 0\r\n\r\n"
+    )
     assert not m.is_request and m.status == 180 and m.reason == "Ringing"
     assert m.to_tag == "x"
 
@@ -115,7 +117,7 @@ def test_names() -> None:
 
 
 def test_utf8_values_round_trip() -> None:
-    raw = "MESSAGE sip:a@b SIP/2.0\r\nFrom: \"Zoë\" <sip:z@b>;tag=1\r\n\r\n".encode()
+    raw = 'MESSAGE sip:a@b SIP/2.0\r\nFrom: "Zoë" <sip:z@b>;tag=1\r\n\r\n'.encode()
     m = parse_message(raw)
     assert m.get("from") == '"Zoë" <sip:z@b>;tag=1'
     m.add("Subject", "café")

@@ -40,10 +40,14 @@ from ..sip.headers import Via, parse_name_addr, split_commas
 from ..sip.message import ParseError, SipMessage, parse_message
 from ..sip.types import Endpoint
 from ..sip.uri import parse_uri
+from ..sip.validate import unsupported_proxy_require, validate_request
 
 log = logging.getLogger("siprouter.core")
 
-__all__ = ["Core"]
+__all__ = ["Core", "SUPPORTED"]
+
+# Option tags this server implements as a proxy (RFC 3261 §16.3 step 5): none need proxy support.
+SUPPORTED: frozenset[str] = frozenset()
 
 
 def _is_ip(host: str) -> bool:
@@ -184,6 +188,13 @@ class Core:
             if msg.method != "ACK":
                 self._stateless_reply(msg, src, listener, status[0], status[1])
             return
+        if msg.method not in ("ACK", "CANCEL") and msg.has("proxy-require"):
+            # §16.3 step 5: a proxy rejects extensions it does not know in Proxy-Require
+            unknown = unsupported_proxy_require(msg, SUPPORTED)
+            if unknown:
+                self._stateless_reply(msg, src, listener, 420, "Bad Extension",
+                                      [("Unsupported", ", ".join(unknown))])
+                return
         tl = self.tl
         st = tl.match_request(msg)
         if st is not None:
@@ -222,10 +233,6 @@ class Core:
             msg._via1 = via  # still the same parsed object
 
     def _validate(self, msg: SipMessage) -> tuple[int, str] | None:
-        try:
-            from ..sip.validate import validate_request
-        except ImportError:  # pragma: no cover - during bootstrap
-            return None
         return validate_request(msg)
 
     def _on_cancel(

@@ -201,8 +201,8 @@ class SipMessage:
         self._body_edited = False
         self._via1: Via | None = None
         self._cseq: tuple[int, str] | None = None
-        self._ftag: str | None | bool = False
-        self._ttag: str | None | bool = False
+        self._ftag: str | bool | None = False
+        self._ttag: str | bool | None = False
         self.cache: dict[str, object] | None = None  # free per-message scratch for upper layers
 
     # -- start line -----------------------------------------------------------------------------
