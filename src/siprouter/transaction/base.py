@@ -55,22 +55,22 @@ class State(Enum):
     TERMINATED = "Terminated"
 
 
+_TERMINATED = State.TERMINATED
+_FINISHED: dict[str, Any] = {}  # the row of a finished transaction: no event applies
+
 Action: TypeAlias = "Callable[[Any, float, Any, list[Effect]], None]"
-Row: TypeAlias = "dict[str, tuple[State, Action | None]]"
+Row: TypeAlias = "dict[str, tuple[State, Action | None, Row]]"
 Table: TypeAlias = "dict[tuple[State, str], tuple[State, str | None]]"
 
 
 def compile_table(cls: type, table: Table) -> dict[State, Row]:
-    """One ``{event: (next_state, action)}`` dict per state, actions resolved on ``cls``."""
+    """One ``{event: (next_state, action, next_row)}`` dict per state, actions resolved on
+    ``cls``; each entry carries the next state's row so a transition needs no Enum hashing."""
     rows: dict[State, Row] = {s: {} for s in State}
     for (state, event), (nxt, action_name) in table.items():
         action: Action | None = getattr(cls, action_name) if action_name else None
-        rows[state][event] = (nxt, action)
+        rows[state][event] = (nxt, action, rows[nxt])
     return rows
-
-
-def response_event(status: int) -> str:
-    return EV_1XX if status < 200 else EV_2XX if status < 300 else EV_ERR
 
 
 class Transaction:
@@ -91,7 +91,6 @@ class Transaction:
         "_interval",
         "_layer",
         "_row",
-        "_rows",
         "branch",
         "context",
         "dest",
@@ -114,7 +113,6 @@ class Transaction:
         branch: str | None,
     ) -> None:
         self._layer = layer
-        self._rows = rows
         self.state = state
         self._row = rows[state]
         self.request = request
@@ -140,19 +138,18 @@ class Transaction:
         entry = self._row.get(event)
         if entry is None:
             return False
-        nxt, action = entry
-        if nxt is not self.state:
-            self.state = nxt
-            self._row = self._rows[nxt]
+        nxt, action, row = entry
+        self.state = nxt
+        self._row = row
         if action is not None:
             action(self, now, arg, out)
-        if nxt is State.TERMINATED and self._rows:
+        if nxt is _TERMINATED and self._row is not _FINISHED:
             self._finish(out)
         return True
 
     def _finish(self, out: list[Effect]) -> None:
-        # _rows emptied marks "already finished" (a nested zero-length timer may get here first)
-        self._rows = {}
+        # _FINISHED marks "already finished" (a nested zero-length timer may get here first)
+        self._row = _FINISHED
         self._layer._forget(self)
         out.append(("terminated", self))
 
@@ -162,9 +159,6 @@ class Transaction:
             self._fire(kind, now, None, out)
         else:
             self._layer._timers.arm(self, kind, now + delay)
-
-    def _cancel(self, kind: str) -> None:
-        self._layer._timers.cancel(self, kind)
 
     # -- inputs shared by both kinds ------------------------------------------------------------
     def transport_error(self, now: float) -> list[Effect]:

@@ -138,7 +138,7 @@ class ServerTxn(Transaction):
         )
         self.created = now
         self.last_response: bytes | None = None
-        self._resp_to_tag: str | None | bool = False  # False: not computed yet
+        self._resp_to_tag: str | bool | None = False  # False: not computed yet
         self._key: tuple[Any, ...] = ()  # index key held by the layer
 
     # -- inputs ----------------------------------------------------------------------------------
