@@ -80,7 +80,7 @@ class StreamFramer:
         """Bytes held for a message not yet complete."""
         return len(self._buf)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray) -> list[bytes]:
         """Add ``data``; return each SIP message completed by it (may be empty).
 
         Raises :class:`~siprouter.sip.message.ParseError` when the stream cannot be framed.
