@@ -89,10 +89,11 @@ class StreamFramer:
             raise self.pending_error
         self.pings = 0
         buf: bytes | bytearray
+        raw: bytes | None = None
         if not self._buf and type(data) is bytes:
             # fast path: nothing buffered, work on the received bytes themselves; a segment
             # holding exactly one message is returned without any copy
-            buf = data
+            buf = raw = data
         else:
             buf = self._buf
             buf += data
@@ -126,7 +127,7 @@ class StreamFramer:
                 if end - pos < self._need:
                     break
                 stop = pos + self._need
-                out.append(buf[pos:stop] if buf is data else bytes(buf[pos:stop]))
+                out.append(raw[pos:stop] if raw is not None else bytes(buf[pos:stop]))
                 pos = stop
                 self._need = -1
                 self._scan = 0
