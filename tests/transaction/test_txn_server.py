@@ -245,5 +245,5 @@ def test_timer_settings_validation(kw: dict[str, float]) -> None:
 
 def test_timer_settings_defaults() -> None:
     s = TimerSettings()
-    assert (s.t1, s.t2, s.t4, s.timer_d, s.timer_c, s.timeout) == (0.5, 4.0, 5.0, 32.0, 180.0, 32.0)
-    assert TimerSettings(timer_c=None).timer_c is None
+    assert (s.t1, s.t2, s.t4, s.timer_d, s.timer_c, s.timeout) == (0.5, 4.0, 5.0, 32.0, None, 32.0)
+    assert TimerSettings(timer_c=200.0).timer_c == 200.0

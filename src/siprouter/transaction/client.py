@@ -21,7 +21,7 @@ INVITE client transaction (RFC 3261 §17.1.1, figure 5; RFC 6026 §7.2, §8.4, f
   Via, Route) and sent in its own non-INVITE client transaction, but only once a provisional
   response has arrived: asked for earlier, it is deferred until the first provisional; if a final
   response arrives first nothing is sent.
-- Timer C (RFC 3261 §16.6 step 11, §16.8, proxies only; ``TimerSettings.timer_c``, None = off):
+- Timer C (RFC 3261 §16.6 step 11, §16.8, proxies only; ``TimerSettings.timer_c``, off by default):
   started at creation, restarted by every provisional 101-199 in Proceeding. Firing in
   Proceeding tells the TU (``timeout``; the proxy treats the branch as answered 408) and sends the
   CANCEL; the transaction then waits 64*T1 more (Timer ``C2``) for the final and terminates.

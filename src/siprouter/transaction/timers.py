@@ -55,9 +55,11 @@ class TimerSettings:
     t4: float = 5.0
     # RFC 3261 §17.1.1.2 / Table 4: Timer D, "at least 32 seconds" on unreliable transports.
     timer_d: float = 32.0
-    # RFC 3261 §16.6 step 11: a proxy's Timer C for INVITE, "greater than 3 minutes"; None turns
-    # it off (user-agent use). Kamailio's counterpart is tm's fr_inv_timer.
-    timer_c: float | None = 180.0
+    # RFC 3261 §16.6 step 11: a proxy's Timer C for INVITE ("greater than 3 minutes", e.g.
+    # 180.0). Off (None) by default: siprouter's proxy core runs its own ``fr_inv`` timer
+    # (Kamailio tm's fr_inv_timer) for that role; this one is for a TU that wants the layer to
+    # do it.
+    timer_c: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("t1", "t2", "t4", "timer_d", "timer_c"):
