@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from siprouter.sip.framing import StreamFramer
 from siprouter.sip.message import ParseError, parse_message
@@ -178,3 +181,48 @@ def test_whole_segment_returned_without_copy_and_bytearray_input() -> None:
     assert out == [MSG2] and type(out[0]) is bytes
     assert f.feed(MSG1[10:]) == [MSG1]
     assert f.buffered == 0
+
+
+# -- properties -------------------------------------------------------------------------------
+
+
+def _framed(body: bytes, compact: bool) -> bytes:
+    name = b"l" if compact else b"Content-Length"
+    return b"MESSAGE sip:a@b SIP/2.0\r\nCall-ID: x\r\n" + name + b": %d\r\n\r\n" % len(body) + body
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.binary(max_size=60), st.booleans()), min_size=1, max_size=5),
+    st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+    st.booleans(),
+)
+def test_any_split_gives_the_same_messages(
+    parts: list[tuple[bytes, bool]], cuts: list[int], pings: bool
+) -> None:
+    msgs = [_framed(body, compact) for body, compact in parts]
+    sep = b"\r\n\r\n" if pings else b""
+    stream = sep + sep.join(msgs)
+    points = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
+    f = StreamFramer()
+    out: list[bytes] = []
+    seen_pings = 0
+    for a, b in itertools.pairwise(points):
+        out += f.feed(stream[a:b])
+        seen_pings += f.pings
+    assert out == msgs
+    assert seen_pings == (len(msgs) if pings else 0)
+    assert f.consumed == len(stream) and f.buffered == 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.integers(min_value=1, max_value=300))
+def test_arbitrary_bytes_give_messages_or_parse_error(data: bytes, cut: int) -> None:
+    f = StreamFramer(max_message_size=256)
+    try:
+        out = f.feed(data[:cut]) + f.feed(data[cut:])
+    except ParseError as exc:
+        assert exc.status in (400, 513)
+    else:
+        assert sum(map(len, out)) <= len(data)
+        assert all(type(m) is bytes for m in out)
