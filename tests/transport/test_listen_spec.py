@@ -79,3 +79,13 @@ def test_parse_hostport() -> None:
     assert parse_hostport("[2001:db8::1]") == ("2001:db8::1", None)
     with pytest.raises(ValueError, match="advertise: empty host"):
         parse_hostport("", "advertise")
+
+
+def test_with_advertise_keeps_own() -> None:
+    plain = ListenSpec.parse("udp:10.0.0.1:5060")
+    assert plain.with_advertise("203.0.113.1", 5062) == ListenSpec(
+        "udp", "10.0.0.1", 5060, "203.0.113.1", 5062
+    )
+    assert plain.with_advertise(None, None) is plain
+    own = ListenSpec.parse("udp:10.0.0.1:5060 advertise 198.51.100.2")
+    assert own.with_advertise("203.0.113.1", 5062) is own

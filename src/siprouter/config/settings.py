@@ -73,10 +73,7 @@ class ServerSettings:
             adv_host, adv_port = parse_hostport(self.advertise, "advertise")
         specs: list[ListenSpec] = []
         for text in self.listen:
-            spec = ListenSpec.parse(text)
-            if spec.advertise_host is None and adv_host is not None:
-                spec = ListenSpec(spec.proto, spec.host, spec.port, adv_host, adv_port)
-            specs.append(spec)
+            specs.append(ListenSpec.parse(text).with_advertise(adv_host, adv_port))
         return specs
 
 

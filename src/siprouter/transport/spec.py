@@ -136,6 +136,12 @@ class ListenSpec:
             advertise_port,
         )
 
+    def with_advertise(self, host: str | None, port: int | None) -> ListenSpec:
+        """A copy advertising ``host[:port]``, unless this spec has its own ``advertise``."""
+        if self.advertise_host is not None or host is None:
+            return self
+        return ListenSpec(self.proto, self.host, self.port, host, port)
+
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         text = f"{self.proto}:{host}:{self.port}"
