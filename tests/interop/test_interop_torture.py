@@ -177,8 +177,7 @@ class Sender:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, sipp_bin: str) -> Iterator[SiprouterServer]:
-    del sipp_bin  # only for the same skip/fail rule as the rest of the suite
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SiprouterServer]:
     srv = SiprouterServer(tmp_path_factory.mktemp("torture"))
     srv.start()
     try:
