@@ -76,8 +76,7 @@ _RETURN_TYPES = (INT, STR, BOOL, XVAL, NONE)
 DECLARING_MODULES: list[str] = [
     "siprouter.modules.corex_kemi",  # KSR core functions, KSR.hdr, KSR.kx
     "siprouter.modules.pv",
-    "siprouter.modules.tm",
-    "siprouter.modules.tmx",
+    "siprouter.modules.tm",  # KSR.tm and KSR.tmx
     "siprouter.modules.sl",
     "siprouter.modules.rr",
     "siprouter.modules.maxfwd",

@@ -50,12 +50,22 @@ __all__ = ["Core", "SUPPORTED"]
 SUPPORTED: frozenset[str] = frozenset()
 
 
+_ip_cache: dict[str, bool] = {}
+
+
 def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    """Is ``host`` an IP literal (IPv6 without brackets)? Cached: next hops repeat."""
+    r = _ip_cache.get(host)
+    if r is None:
+        try:
+            ipaddress.ip_address(host)
+            r = True
+        except ValueError:
+            r = False
+        if len(_ip_cache) > 10000:
+            _ip_cache.clear()
+        _ip_cache[host] = r
+    return r
 
 
 def reply_destination(via: Via, src: Endpoint) -> Endpoint:
@@ -341,7 +351,9 @@ class Core:
                 rc = st.context
                 if isinstance(rc, ResponseContext) and isinstance(rc.data, Request):
                     old = rc.data
-                    self._run_request_route(Request(self, ack, old.source, old.local))
+                    areq = Request(self, ack, old.source, old.local)
+                    areq.vars["__e2e_ack"] = True  # t_check_trans() is true for it
+                    self._run_request_route(areq)
             # 'terminated' needs nothing: the layer forgets the transaction itself
 
     def _send(
@@ -528,16 +540,21 @@ class Core:
                 req.st = st
             rc = self.proxy.new_context(st, msg)
             rc.data = req
-            rc.fr_timeout = self.fr_timeout
-            rc.fr_inv_timeout = self.fr_inv_timeout
+            rc.fr_timeout = req.fr_timeout or self.fr_timeout
+            rc.fr_inv_timeout = req.fr_inv_timeout or self.fr_inv_timeout
             req.rc = rc
             if msg.method == "INVITE":
                 # §16.2: a stateful proxy answers INVITE with 100 Trying at once
                 data = make_response(msg, 100, "Trying", server=self.server_header)
                 self.perform(self.tl.server_respond(st, data, now))
-        rc.failure_handler = req.failure_handler
-        rc.reply_handler = req.reply_handler
-        rc.branch_failure_handler = req.branch_failure_handler
+        # callback names resolve now, against the script that armed them: a reload while the
+        # transaction is in flight does not change which functions finish it
+        rc.failure_handler = self._callable(req.failure_handler)
+        rc.reply_handler = self._callable(req.reply_handler) or rc.reply_handler
+        rc.branch_failure_handler = (self._callable(req.branch_failure_handler)
+                                     or rc.branch_failure_handler)
+        branch_fn = self._callable(req.branch_handler)
+        req.branch_handler = None
         # like Kamailio's t_on_failure: armed for one failure; a failure route re-arms it
         req.failure_handler = None
         targets = self._targets(req)
@@ -555,6 +572,13 @@ class Core:
             if path:
                 for p in reversed(path):
                     bmsg.insert_top("Route", p)
+            if branch_fn is not None:
+                # Kamailio branch_route: runs per branch on its copy; drop() discards the branch
+                breq = self._branch_request(req, bmsg, dst_uri, len(rc.branches), "branch")
+                self._run_script(branch_fn, breq, bmsg)
+                if breq.dropped:
+                    continue
+                bmsg, dst_uri, uri = breq.msg, breq.dst_uri, breq.msg.ruri
             hop = next_hop_uri(bmsg, dst_uri)
             dest = self._resolve(hop, "udp")
             if dest is None:
@@ -572,13 +596,49 @@ class Core:
             bmsg.insert_top(
                 "Via", f"SIP/2.0/{out.proto.upper()} {out.hostport()};branch={branch}"
             )
-            if rc.branch_handler is not None or req.branch_handler is not None:
-                pass  # branch callbacks run in the KSR layer
+            onsend = getattr(self.script, "onsend_route", None)
+            if onsend is not None:
+                # Kamailio onsend_route: the last look at what leaves; drop() stops the send
+                oreq = self._branch_request(req, bmsg, dst_uri, idx, "onsend")
+                self._run_script(onsend, oreq, bmsg)
+                if oreq.dropped:
+                    continue
             self.proxy.start_branch(rc, bmsg, dest, now)
             self.stats["fwd_requests"] += 1
             started += 1
         req.relayed = True
         return started > 0
+
+    def _branch_request(
+        self, req: Request, bmsg: SipMessage, dst_uri: str | None, idx: int, route: str,
+    ) -> Request:
+        """The script context of one outgoing branch (shares flags and variables)."""
+        breq = Request(self, bmsg, req.source, req.local)
+        breq.route = route
+        breq.branch_index = idx
+        breq.dst_uri = dst_uri
+        breq.flags = req.flags
+        breq.bflags = req.bflags
+        breq.vars = req.vars
+        breq.xavp = req.xavp
+        breq.rc = req.rc
+        breq.st = req.st
+        breq.received_ruri = req.received_ruri
+        return breq
+
+    def newtran(self, req: Request) -> int:
+        """Create the server transaction of ``req`` (Kamailio ``t_newtran``): 1, -1 on error."""
+        if req.st is not None or req.rc is not None:
+            return 1
+        msg = req.msg
+        if msg.method == "ACK":
+            return -1
+        try:
+            reply_dest = reply_destination(msg.via1, req.source)
+        except ValueError:
+            return -1
+        req.st = self.tl.new_server(msg, reply_dest, self.now(), req.source.proto != "udp")
+        return 1
 
     def _add_record_route(self, bmsg: SipMessage, req: Request, out: Any) -> None:
         inn = req.local
@@ -627,7 +687,11 @@ class Core:
             req.msg, now, received=received,
             socket=f"{req.local.proto}:{req.local.hostport()}", flags=flags, aor=aor,
         )
-        self.reply(req, res.status, res.reason, list(res.headers), b"")
+        if flags & 0x01:
+            # Kamailio save() flag 0x01: no reply now; reg_send_reply() sends it later
+            req.vars["__reg_reply"] = (res.status, res.reason, list(res.headers))
+        else:
+            self.reply(req, res.status, res.reason, list(res.headers), b"")
         return int(res.code)
 
     def registrar_lookup(self, req: Request, table: str, aor: str | None) -> LookupResult:
@@ -646,6 +710,7 @@ class Core:
         req.dst_uri = first.dst_uri
         if first.route:
             req.vars["__path"] = list(first.route)
+        req.vars["__q"] = {b.uri: b.q for b in branches}  # for t_load_contacts
         for b in branches[1:]:
             req.branches.append((b.uri, b.dst_uri, list(b.route)))
         return LookupResult.FOUND
@@ -677,6 +742,7 @@ class Core:
         if fn is None:
             return
         rep = Reply(self, resp, None, None, branch, rc)
+        rep.route = "branch_failure"
         self._run_script(fn, rep, resp)
 
     def on_failure(self, rc: ResponseContext, best: SipMessage, handler: Any) -> bool:
@@ -686,6 +752,7 @@ class Core:
             return False
         before = len(rc.branches)
         req.in_failure = True
+        req.route = "failure"
         req.vars["__failure_reply"] = best
         try:
             fn(req)
@@ -696,6 +763,7 @@ class Core:
             log.exception("failure route failed, call-id=%s", _safe_call_id(rc.request))
         finally:
             req.in_failure = False
+            req.route = "request"
         return len(rc.branches) > before
 
     def on_context_done(self, rc: ResponseContext) -> None:

@@ -45,14 +45,18 @@ class Request:
     """A request being routed, with the operations a routing script may apply to it."""
 
     __slots__ = (
+        "bflags",
         "branch_failure_handler",
         "branch_handler",
+        "branch_index",
         "branches",
         "core",
         "dropped",
         "dst_uri",
         "failure_handler",
         "flags",
+        "fr_inv_timeout",
+        "fr_timeout",
         "in_failure",
         "local",
         "msg",
@@ -64,6 +68,7 @@ class Request:
         "replied",
         "reply_handler",
         "reply_headers",
+        "route",
         "rr_params",
         "source",
         "st",
@@ -71,8 +76,17 @@ class Request:
         "xavp",
     )
 
+    #: a request context (scripts and script exports tell Request and Reply apart with it)
+    is_request = True
+
     def __init__(self, core: Core, msg: SipMessage, source: Endpoint, local: Listener) -> None:
         self.core = core
+        # which route runs: "request", "branch", "failure", "onsend" (Kamailio route types)
+        self.route = "request"
+        self.branch_index = 0  # $T_branch_idx in a branch route
+        self.bflags = 0  # branch flags of the first branch (Kamailio setbflag)
+        self.fr_timeout: float | None = None  # t_set_fr overrides, seconds
+        self.fr_inv_timeout: float | None = None
         self.msg = msg
         self.source = source
         self.local = local
@@ -241,7 +255,11 @@ class Request:
 class Reply:
     """A response seen by ``reply_route`` or a branch reply callback."""
 
-    __slots__ = ("branch", "core", "dropped", "flags", "local", "msg", "rc", "source", "vars")
+    __slots__ = (
+        "branch", "core", "dropped", "flags", "local", "msg", "rc", "route", "source", "vars",
+    )
+
+    is_request = False
 
     def __init__(
         self, core: Core, msg: SipMessage, source: Endpoint | None, local: Listener | None,
@@ -256,6 +274,8 @@ class Reply:
         self.dropped = False
         self.flags = 0
         self.vars: dict[str, Any] = {}
+        # "reply" (the core reply route), "onreply" (t_on_reply), "branch_failure"
+        self.route = "reply" if branch is None else "onreply"
 
     @property
     def status(self) -> int:
