@@ -1,0 +1,309 @@
+"""The SIPp benchmark: scenarios x servers, CPU per call at a fixed rate, and a rate ladder.
+
+For each scenario the servers run one after the other (alternating order between rounds),
+each freshly started: warm-up, then (a) a fixed-rate run whose server CPU time (utime + stime
+of every process of the server's process group, from /proc) divided by the successful calls
+gives CPU per call, then (b) a bounded rate ladder: the highest step with under 0.1% of its
+calls failed or missing is the server's maximum passing rate.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench.harness import (
+    CLK_TCK,
+    LOOPBACK,
+    Server,
+    SippRun,
+    SippUas,
+    free_port,
+    make_server,
+    register_contact,
+    run_client,
+)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    mode: str  # server mode: 'default' | 'relay' | 'auth'
+    client: str  # SIPp client scenario file
+    unit: str  # what one SIPp "call" is
+    call: bool = False  # needs a SIPp UAS
+    location: bool = False  # the callee registers at the proxy first
+    users: bool = False  # injection file of distinct users
+    pending: dict[str, str] = field(default_factory=dict)  # server kind -> why not measured
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("register", "default", "register.xml", "REGISTER", users=True),
+        Scenario(
+            "register-auth", "auth", "register_auth.xml", "REGISTER", users=True,
+            pending={"siprouter": "pending: siprouter has no digest authentication yet"},
+        ),
+        Scenario("call-direct", "relay", "uac_call.xml", "call", call=True),
+        Scenario("call-location", "default", "uac_call.xml", "call", call=True, location=True),
+    )
+}  # fmt: skip
+
+
+@dataclass
+class Settings:
+    servers: list[str]
+    scenarios: list[str]
+    workers: int = 1
+    rate: float = 1000.0  # fixed rate of the CPU measurement
+    duration: float = 10.0  # seconds of the CPU measurement
+    ladder: list[float] = field(default_factory=lambda: [1000, 2000, 3000, 4000, 6000, 8000])
+    step_seconds: float = 3.0
+    warmup_calls: int = 500
+    rounds: int = 1
+    kamailio_usrloc_db: bool = True
+    keep: bool = False
+
+
+@dataclass
+class Step:
+    rate: float
+    calls: int
+    successful: int
+    failed: int
+    passed: bool
+
+
+@dataclass
+class Result:
+    server: str
+    scenario: str
+    round: int
+    workers: int
+    rate: float = 0.0
+    calls: int = 0
+    successful: int = 0
+    failed: int = 0
+    cpu_seconds: float = 0.0
+    cpu_us: float | None = None  # server CPU per successful call
+    processes: int = 0
+    ladder: list[Step] = field(default_factory=list)
+    max_rate: float | None = None  # highest passing ladder step (0 = none passed)
+    note: str = ""
+    errors: str = ""  # SIPp error lines / server log tail when something failed
+
+
+def _write_users(path: Path, prefix: str, count: int) -> list[tuple[str, str]]:
+    users = [(f"{prefix}{i:07d}", f"pw{i:07d}") for i in range(count)]
+    with path.open("w") as f:
+        f.write("SEQUENTIAL\n")
+        for u, p in users:
+            # field0: user name; field1: SIPp's digest credentials for that user
+            f.write(f"{u};[authentication username={u} password={p}]\n")
+    return users
+
+
+def _describe_failure(run: SippRun, server: Server) -> str:
+    parts = [
+        f"sipp exit {run.returncode}: {run.successful}/{run.calls} ok, {run.failed} failed",
+    ]
+    if run.errors:
+        parts.append("sipp errors:\n" + run.errors.strip())
+    tail = server.log_tail(15)
+    if tail:
+        parts.append(f"{server.kind} log tail:\n{tail}")
+    if not server.alive():
+        parts.append(f"{server.kind} is no longer running")
+    return "\n".join(parts)
+
+
+def run_block(
+    kind: str, sc: Scenario, st: Settings, workdir: Path, round_no: int,
+    users: list[tuple[str, str]], inf: Path, warm_inf: Path, say: Callable[[str], None],
+) -> Result:  # fmt: skip
+    """Start one server, measure one scenario on it, stop it."""
+    res = Result(kind, sc.name, round_no, st.workers)
+    if kind in sc.pending:
+        res.note = sc.pending[kind]
+        return res
+    server = make_server(
+        kind, workdir / f"{sc.name}-{kind}-r{round_no}", st.workers, sc.mode,
+        usrloc_db=st.kamailio_usrloc_db,
+    )  # fmt: skip
+    uas: SippUas | None = None
+    base = server.workdir
+    try:
+        server.start(users)
+        res.note = server.note
+        keys: dict[str, str] = {}
+        if sc.call:
+            uas_port = free_port()
+            if sc.location:
+                status = register_contact(server.port, "bob", uas_port)
+                if status != 200:
+                    raise RuntimeError(f"REGISTER of the callee answered {status}")
+                keys["ruri"] = f"sip:bob@{LOOPBACK}:{server.port}"
+            else:
+                keys["ruri"] = f"sip:callee@{LOOPBACK}:{uas_port}"
+            uas = SippUas(base / "uas", uas_port)
+            uas.start()
+
+        def client(tag: str, rate: float, calls: int, users_file: Path | None) -> SippRun:
+            return run_client(
+                sc.client, server.port, base / tag, rate=rate, calls=calls, keys=keys,
+                inf=users_file if sc.users else None,
+            )  # fmt: skip
+
+        if st.warmup_calls > 0:
+            client("warmup", min(st.rate, 500.0), st.warmup_calls, warm_inf)
+            time.sleep(0.5)
+        calls = max(1, int(st.rate * st.duration))
+        c0, _ = server.cpu()
+        run = client("cpu", st.rate, calls, inf)
+        c1, nproc = server.cpu()
+        res.rate, res.calls = st.rate, calls
+        res.successful, res.failed = run.successful, run.failed
+        res.cpu_seconds = (c1 - c0) / CLK_TCK
+        res.processes = nproc
+        if run.successful > 0:
+            res.cpu_us = res.cpu_seconds * 1e6 / run.successful
+        if not run.passed:
+            res.errors = _describe_failure(run, server)
+        say(
+            f"  {kind:16s} {sc.name:14s} cpu run: {run.successful}/{calls} ok at {st.rate:g}/s, "
+            f"cpu {res.cpu_seconds:.2f}s -> "
+            + (f"{res.cpu_us:.0f} us/{sc.unit}" if res.cpu_us is not None else "n/a")
+        )
+        res.max_rate = 0.0
+        for i, rate in enumerate(st.ladder):
+            if not server.alive():
+                break
+            time.sleep(0.5)
+            n = max(1, int(rate * st.step_seconds))
+            step_run = client(f"step{i}-{rate:g}", rate, n, inf)
+            ok = step_run.passed
+            res.ladder.append(Step(rate, n, step_run.successful, step_run.failed, ok))
+            say(f"  {kind:16s} {sc.name:14s} step {rate:g}/s: {step_run.successful}/{n} ok"
+                + ("" if ok else "  (fails)"))  # fmt: skip
+            if not ok:
+                if not res.errors and rate <= st.rate:
+                    res.errors = _describe_failure(step_run, server)
+                break
+            res.max_rate = rate
+    except (RuntimeError, OSError, TimeoutError) as exc:
+        res.errors = f"{type(exc).__name__}: {exc}"
+        say(f"  {kind:16s} {sc.name:14s} ERROR {exc}")
+    finally:
+        if uas is not None:
+            uas.stop()
+        exit_status = server.stop()
+        if exit_status not in (0, None) and kind == "siprouter":
+            res.note = (res.note + "; " if res.note else "") + f"exit {exit_status} on SIGTERM"
+    return res
+
+
+def run_suite(st: Settings, say: Callable[[str], None] = print) -> list[Result]:
+    workdir = Path(tempfile.mkdtemp(prefix="siprouter-bench-"))
+    results: list[Result] = []
+    try:
+        need = max([int(st.rate * st.duration)] + [int(r * st.step_seconds) for r in st.ladder])
+        inf = workdir / "users.csv"
+        users = _write_users(inf, "u", need)
+        warm_inf = workdir / "warm.csv"
+        _write_users(warm_inf, "w", max(1, st.warmup_calls))
+        say(f"workdir {workdir}; {len(users)} users; workers/children {st.workers}")
+        for rnd in range(st.rounds):
+            for si, name in enumerate(st.scenarios):
+                sc = SCENARIOS[name]
+                order = list(st.servers)
+                if (rnd + si) % 2 == 1:
+                    order.reverse()  # alternate which server goes first
+                for kind in order:
+                    results.append(run_block(kind, sc, st, workdir, rnd, users, inf, warm_inf, say))
+    finally:
+        if st.keep:
+            say(f"kept {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    return results
+
+
+# ---------------------------------------------------------------------------------------------
+# summary
+
+
+def summarize(results: list[Result]) -> dict[str, dict[str, dict[str, Any]]]:
+    """scenario -> server -> {cpu_us, max_rate, note} (medians over rounds)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in results:
+        out.setdefault(r.scenario, {}).setdefault(r.server, {"cpu": [], "max": [], "note": ""})
+        d = out[r.scenario][r.server]
+        if r.cpu_us is not None:
+            d["cpu"].append(r.cpu_us)
+        if r.max_rate is not None:
+            d["max"].append(r.max_rate)
+        if r.note:
+            d["note"] = r.note
+    for per_server in out.values():
+        for d in per_server.values():
+            d["cpu_us"] = statistics.median(d.pop("cpu")) if d["cpu"] else None
+            d["max_rate"] = statistics.median(d.pop("max")) if d["max"] else None
+    return out
+
+
+def _fmt(v: float | None, spec: str = ".0f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def table(results: list[Result], servers: list[str]) -> str:
+    """A Markdown table: CPU per call and max passing rate per server, ratios to Kamailio."""
+    summary = summarize(results)
+    kams = [s for s in servers if s != "siprouter"]
+    head = ["scenario"]
+    head += [f"{s} µs" for s in servers]
+    if "siprouter" in servers:
+        head += [f"siprouter/{k.removeprefix('kamailio-')}" for k in kams]
+    head += [f"{s} max/s" for s in servers]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    notes: list[str] = []
+    for scenario, per in summary.items():
+        row = [scenario]
+        for s in servers:
+            d = per.get(s, {})
+            row.append(_fmt(d.get("cpu_us")) if d.get("cpu_us") is not None else
+                       ("pending" if "pending" in d.get("note", "") else "-"))  # fmt: skip
+        if "siprouter" in servers:
+            mine = per.get("siprouter", {}).get("cpu_us")
+            for k in kams:
+                theirs = per.get(k, {}).get("cpu_us")
+                row.append(f"{mine / theirs:.2f}x" if mine and theirs else "-")
+        for s in servers:
+            row.append(_fmt(per.get(s, {}).get("max_rate")))
+        lines.append("| " + " | ".join(row) + " |")
+        for s in servers:
+            note = per.get(s, {}).get("note")
+            if note:
+                notes.append(f"{scenario} / {s}: {note}")
+    if notes:
+        lines.append("")
+        lines += [f"- {n}" for n in notes]
+    return "\n".join(lines)
+
+
+def to_json(results: list[Result], st: Settings) -> str:
+    return json.dumps(
+        {
+            "settings": asdict(st),
+            "summary": summarize(results),
+            "results": [asdict(r) for r in results],
+        },
+        indent=2,
+    )
