@@ -14,7 +14,7 @@ import itertools
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import ModuleType
 from typing import Any
 
@@ -48,18 +48,41 @@ class Script:
         return fn if callable(fn) else None
 
 
-def load_script(path: str | None) -> Script:
-    """Load a Python routing script (the bundled default when ``path`` is None)."""
+def load_script(
+    path: str | None, *, modules: Iterable[str] | None = None,
+    defines: Iterable[str] | None = None,
+) -> Any:
+    """Load a routing script (the bundled default when ``path`` is None).
+
+    ``.lua`` runs in the embedded Lua engine; ``.py`` is a KEMI script when it defines
+    ``mod_init`` or ``ksr_request_route`` (app_python3 / app_python3s), else a Pythonic one.
+    ``modules`` are the loaded modules (``KSR.<module>`` exists only for them; default
+    :data:`~siprouter.scripting.ksr.DEFAULT_MODULES`); ``defines`` answer ``KSR.kx.ifdef``.
+    """
+    from ..modules.corex_kemi import set_defines
+    from .ksr import DEFAULT_MODULES, KsrState, build_python_ksr
+
     path = path or DEFAULT_SCRIPT
     if not os.path.isfile(path):
         raise ScriptError(f"{path}: no such script file")
+    loaded = tuple(DEFAULT_MODULES if modules is None else modules)
+    set_defines(list(defines or ()))
+    if path.endswith(".lua"):
+        from .lua_engine import LuaScript
+
+        return LuaScript(path, loaded)
     if not path.endswith(".py"):
-        raise ScriptError(f"{path}: unknown script type (expected a .py file)")
+        raise ScriptError(f"{path}: unknown script type (expected a .py or .lua file)")
+    state = KsrState()
+    ksr = build_python_ksr(state, loaded)
     name = f"siprouter_script_{next(_counter)}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ScriptError(f"{path}: cannot be loaded as a Python module")
     module = importlib.util.module_from_spec(spec)
+    module.__dict__["KSR"] = ksr
+    saved = sys.modules.get("KSR")
+    sys.modules["KSR"] = ksr  # type: ignore[assignment]  # what `import KSR` gives the script
     try:
         spec.loader.exec_module(module)
     except SyntaxError as e:
@@ -69,5 +92,25 @@ def load_script(path: str | None) -> Script:
         where = next((f"{path}:{f.lineno}" for f in reversed(tb) if f.filename == path), path)
         raise ScriptError(f"{where}: error while loading the script: "
                           f"{type(e).__name__}: {e}") from None
-    sys.modules.pop(name, None)
+    finally:
+        if saved is None:
+            sys.modules.pop("KSR", None)
+        else:
+            sys.modules["KSR"] = saved
+        sys.modules.pop(name, None)
+    if callable(getattr(module, "mod_init", None)) or callable(
+            getattr(module, "ksr_request_route", None)):
+        from .python_engine import KemiPythonScript
+
+        with open(path, encoding="utf-8", errors="replace") as f:
+            source = f.read()
+        saved = sys.modules.get("KSR")
+        sys.modules["KSR"] = ksr  # type: ignore[assignment]
+        try:
+            return KemiPythonScript(path, module, state, source)
+        finally:
+            if saved is None:
+                sys.modules.pop("KSR", None)
+            else:
+                sys.modules["KSR"] = saved
     return Script(path, module)

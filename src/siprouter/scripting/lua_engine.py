@@ -1,0 +1,132 @@
+"""Lua routing scripts (Kamailio app_lua / KEMI style) in an embedded Lua 5.4 (lupa).
+
+Lua 5.4 through ``lupa.lua54`` on purpose: lupa's LuaJIT / Lua 5.1 runtimes have a known bug
+that hands back wrong objects after a few hundred calls into Python.
+
+The script defines ``ksr_request_route()`` and may define ``ksr_reply_route()``,
+``ksr_onsend_route()`` and the callbacks it names in ``KSR.tm.t_on_*("name")``. ``KSR`` is a
+Lua table built from the export declarations; ``KSR.<module>`` is ``nil`` when the module is not
+loaded; an unknown function raises a Lua error naming it. ``KSR.x.exit()`` ends the route
+function, ``KSR.x.drop()`` marks the message dropped and ends it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from .ksr import KsrState, bind, check_source, present_tables, x_functions
+from .loader import ScriptError
+
+__all__ = ["LuaScript"]
+
+_SETUP = """
+local ksr_unloaded = ...
+return function(path, t, top)
+  return setmetatable(t, {__index = function(_, k)
+    if top and ksr_unloaded[k] then return nil end
+    error(path .. "." .. tostring(k) .. ": no such function" ..
+          (top and " or module" or ""), 2)
+  end})
+end
+"""
+
+_LONG_COMMENT = re.compile(r"--\[(=*)\[.*?\]\1\]", re.S)
+_LINE_COMMENT = re.compile(r"--[^\n]*")
+
+
+def _strip_comments(text: str) -> str:
+    # keep line numbers: replace comment text by as many newlines
+    text = _LONG_COMMENT.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    return _LINE_COMMENT.sub("", text)
+
+
+class LuaScript:
+    """A loaded Lua routing script; same interface as :class:`loader.Script`."""
+
+    kind = "lua"
+
+    def __init__(self, path: str, modules: Iterable[str]) -> None:
+        try:
+            import lupa.lua54 as lupa
+        except ImportError as e:  # pragma: no cover - lupa is a dependency
+            raise ScriptError(f"{path}: Lua scripts need the lupa package ({e})") from None
+        self.path = path
+        self.state = KsrState()
+        lua = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False,
+                              register_builtins=False)
+        self.lua = lua
+        self._lua_type = lupa.lua_type
+        present, absent = present_tables(modules)
+        unloaded = lua.table_from({n: True for n in absent})
+        mk = lua.execute(_SETUP, unloaded)
+        top: dict[str, Any] = {}
+        for name, me in present.items():
+            funcs = {e.name: bind(self.state, e) for e in me.exports}
+            if name == "":
+                top.update(funcs)
+            else:
+                top[name] = mk(f"KSR.{name}", lua.table_from(funcs), False)
+        top["x"] = mk("KSR.x", lua.table_from(x_functions(self.state)), False)
+        g = lua.globals()
+        g.KSR = mk("KSR", lua.table_from(top), True)
+        try:
+            with open(path, encoding="utf-8") as f:
+                source = f.read()
+        except OSError as e:
+            raise ScriptError(f"{path}: cannot read: {e.strerror or e}") from None
+        except UnicodeDecodeError as e:
+            raise ScriptError(f"{path}: not UTF-8 text: {e}") from None
+        try:
+            lua.execute(source)
+        except lupa.LuaSyntaxError as e:
+            raise ScriptError(f"{path}: syntax error: {_lua_msg(e)}") from None
+        except lupa.LuaError as e:
+            raise ScriptError(f"{path}: error while loading the script: {_lua_msg(e)}") from None
+        except Exception as e:
+            raise ScriptError(f"{path}: error while loading the script: "
+                              f"{type(e).__name__}: {e}") from None
+        self._g = g
+        self._cache: dict[str, Callable[[Any], Any] | None] = {}
+        rr = self.resolve("ksr_request_route")
+        if rr is None:
+            raise ScriptError(f"{path}: the script defines no ksr_request_route() function")
+        self.request_route: Callable[[Any], Any] = rr
+        self.reply_route = self.resolve("ksr_reply_route")
+        self.onsend_route = self.resolve("ksr_onsend_route")
+        try:
+            check_source(path, _strip_comments(source), lambda n: self.resolve(n) is not None)
+        except ValueError as e:
+            raise ScriptError(str(e)) from None
+
+    def resolve(self, name: str) -> Callable[[Any], Any] | None:
+        """The route wrapper of Lua function ``name`` (None when the script has none)."""
+        try:
+            return self._cache[name]
+        except KeyError:
+            pass
+        fn = self._g[name]
+        wrapped = None
+        if fn is not None and self._lua_type(fn) == "function":
+            wrapped = self._wrap(fn)
+        self._cache[name] = wrapped
+        return wrapped
+
+    def _wrap(self, fn: Any) -> Callable[[Any], Any]:
+        state = self.state
+
+        def route(ctx: Any) -> None:
+            prev = state.msg
+            state.msg = ctx
+            try:
+                fn()
+            finally:
+                state.msg = prev
+
+        return route
+
+
+def _lua_msg(e: Exception) -> str:
+    text = str(e)
+    return text.replace('[string "<python>"]', "script")
