@@ -80,6 +80,16 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _add_config_options(check)
     check.set_defaults(func=_cmd_check)
+
+    reload = sub.add_parser(
+        "reload",
+        help="reload the routing script of a running server",
+        description="Send SIGHUP to a running server: it reloads its routing script and keeps "
+        "the old one if the new one does not load (the reason is in its log).",
+    )
+    _add_config_options(reload)
+    reload.add_argument("--pid", type=int, metavar="PID", help="process id of the server")
+    reload.set_defaults(func=_cmd_reload)
     return parser
 
 
@@ -184,6 +194,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 1
 
 
+def _cmd_reload(args: argparse.Namespace) -> int:
+    import os
+    import signal
+
+    pid = args.pid
+    if pid is None:
+        settings = _load(args)
+        if settings is None:
+            return 1
+        pid_file = settings.server.pid_file
+        if not pid_file:
+            _fail("reload: give --pid or set [server] pid_file")
+            return 1
+        try:
+            pid = int(Path(pid_file).read_text().strip())
+        except (OSError, ValueError) as exc:
+            _fail(f"reload: cannot read the pid file {pid_file}: {exc}")
+            return 1
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except OSError as exc:
+        _fail(f"reload: cannot signal process {pid}: {exc.strerror or exc}")
+        return 1
+    print(f"{PROG}: reload requested (process {pid})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``siprouter`` command; returns the exit code."""
     parser = _build_parser()
@@ -195,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version
         return exc.code if isinstance(exc.code, int) else 0
     if args.command is None:
-        print(f"{PROG}: a command is required: run or check (see --help)", file=sys.stderr)
+        print(f"{PROG}: a command is required: run, check or reload (see --help)",
+              file=sys.stderr)
         return 2
     code: int = args.func(args)
     return code

@@ -39,6 +39,12 @@ def default_script() -> str:
     return str(Path(__file__).resolve().parent.parent / "scripts" / "default.py")
 
 
+_DEFAULT_MODULES = (
+    "tm", "tmx", "sl", "rr", "pv", "maxfwd", "usrloc", "registrar", "textops", "siputils",
+    "sanity", "corex", "kex", "xlog",
+)
+
+
 def _default_listen() -> list[str]:
     # Kamailio listens on every address, UDP and TCP, port 5060 (RFC 3261 §19.1.2) by default
     return ["udp:0.0.0.0:5060", "tcp:0.0.0.0:5060"]
@@ -60,6 +66,12 @@ class ServerSettings:
     script: str = field(default_factory=default_script)
     # names defined for the script, "NAME" or "NAME=VALUE" (Kamailio `-A` / `#!define`)
     defines: list[str] = field(default_factory=list)
+    # modules loaded (Kamailio `loadmodule`): KSR.<module> exists only for these. The default is
+    # what Kamailio's default kamailio.cfg loads without WITH_* defines; add "auth", "auth_db",
+    # "nathelper", "htable", "pike", "permissions" ... as the script needs them
+    modules: list[str] = field(default_factory=lambda: list(_DEFAULT_MODULES))
+    # file the running server writes its process id to (for `siprouter reload`); none by default
+    pid_file: str | None = None
     # worker processes sharing the SIP ports (siprouter: one for now)
     workers: int = 1
     # trace | debug | info | warning | error | critical (siprouter default)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 import time
@@ -24,7 +25,7 @@ from .core import Core
 
 log = logging.getLogger("siprouter")
 
-__all__ = ["Server", "run"]
+__all__ = ["Server", "load_configured_script", "run"]
 
 # How often expired bindings are removed (Kamailio usrloc timer_interval defaults to 60 s; we
 # sweep more often because a sweep of an in-memory table is cheap).
@@ -108,6 +109,23 @@ class Server:
     def stop(self) -> None:
         self._stop.set()
 
+    def reload(self) -> bool:
+        """Load the routing script again (SIGHUP / ``siprouter reload``).
+
+        Messages already in flight finish with the old script: their callbacks were bound to
+        its functions when they were relayed. A script that fails to load leaves the old one
+        in place and the reason in the log. Returns whether the new script is in use."""
+        try:
+            script = load_configured_script(self.settings)
+        except ScriptError as e:
+            log.error("reload failed, keeping the running script: %s", e)
+            return False
+        self.script = script
+        if self.core is not None:
+            self.core.script = script
+        log.info("routing script reloaded from %s", getattr(script, "path", "?"))
+        return True
+
     async def serve(self) -> None:
         await self._stop.wait()
 
@@ -136,6 +154,11 @@ async def _main(settings: Any, script: Any) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
+    pid_file = getattr(settings.server, "pid_file", None)
+    if pid_file:
+        with open(pid_file, "w", encoding="ascii") as f:
+            f.write(f"{os.getpid()}\n")
     try:
         await server.start()
     except Exception as e:
@@ -151,11 +174,18 @@ async def _main(settings: Any, script: Any) -> int:
     return 0
 
 
+def load_configured_script(settings: Any) -> Any:
+    """The routing script of ``settings`` with its loaded modules and defines."""
+    srv = settings.server
+    return load_script(srv.script, modules=getattr(srv, "modules", None),
+                       defines=getattr(srv, "defines", None))
+
+
 def run(settings: Any) -> int:
     """Run a server until SIGTERM/SIGINT; returns the process exit status."""
     _setup_logging(getattr(settings.server, "log_level", "info"))
     try:
-        script = load_script(settings.server.script)
+        script = load_configured_script(settings)
     except ScriptError as e:
         print(f"siprouter: cannot load the routing script: {e}", file=sys.stderr)
         return 1
