@@ -15,7 +15,7 @@ import time
 
 from bench import memory
 from bench.harness import SERVER_KINDS, ensure_installed, kamailio_missing
-from bench.suite import SCENARIOS, Settings, run_suite, table, to_json
+from bench.suite import DEFAULT_LADDER, SCENARIOS, Settings, run_suite, table, to_json
 
 
 def _list(text: str) -> list[str]:
@@ -61,8 +61,9 @@ def main_calls(argv: list[str]) -> int:
     p.add_argument(
         "--ladder",
         type=_rates,
-        default=[1000, 2000, 3000, 4000, 6000, 8000],
-        help="rate steps (/s), ascending; the ladder stops at the first failing step",
+        default=list(DEFAULT_LADDER),
+        help="rate steps (/s): from the first step >= --rate, up while steps pass, "
+        "else down until one passes",
     )
     p.add_argument("--step-seconds", type=float, default=3.0, help="seconds per ladder step")
     p.add_argument("--warmup", type=int, default=500, help="warm-up calls (not measured)")
@@ -128,10 +129,9 @@ def main_calls(argv: list[str]) -> int:
           f"python -m bench {' '.join(argv)}")  # fmt: skip
     results = run_suite(st, lambda line: print(line, flush=True))
     print()
-    print(f"CPU per call (µs, server processes only) at {st.rate:g}/s for {st.duration:g} s; "
-          f"max/s = highest ladder step with < 0.1% failed calls; workers = children = "
-          f"{st.workers}; {time.monotonic() - started:.0f} s")  # fmt: skip
-    print(table(results, st.servers))
+    print(f"workers = children = {st.workers}; fixed-rate run {st.duration:g} s; ladder steps "
+          f"{st.step_seconds:g} s; {time.monotonic() - started:.0f} s in all\n")  # fmt: skip
+    print(table(results, st.servers, st.rate))
     problems = [r for r in results if r.errors]
     for r in problems:
         print(f"\n## {r.scenario} / {r.server}: problems\n{r.errors}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -469,7 +470,9 @@ def run_client(
     errors = ""
     if err_path.exists():
         with err_path.open(errors="replace") as f:
-            errors = "".join(f.readline() for _ in range(12))
+            # SIPp writes its events without line breaks: keep the start, one event a line
+            errors = f.read(3000).replace("\t", " ")
+            errors = re.sub(r"(?<!^)(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ )", r"\n\1", errors)
     return SippRun(calls, ok, failed, int(proc.returncode), seconds, errors, stats)
 
 

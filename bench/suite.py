@@ -58,6 +58,9 @@ SCENARIOS: dict[str, Scenario] = {
 }  # fmt: skip
 
 
+DEFAULT_LADDER = (100.0, 250.0, 500.0, 1000.0, 1500.0, 2000.0, 3000.0, 4000.0, 6000.0)
+
+
 @dataclass
 class Settings:
     servers: list[str]
@@ -65,7 +68,7 @@ class Settings:
     workers: int = 1
     rate: float = 1000.0  # fixed rate of the CPU measurement
     duration: float = 10.0  # seconds of the CPU measurement
-    ladder: list[float] = field(default_factory=lambda: [1000, 2000, 3000, 4000, 6000, 8000])
+    ladder: list[float] = field(default_factory=lambda: list(DEFAULT_LADDER))
     step_seconds: float = 3.0
     warmup_calls: int = 500
     rounds: int = 1
@@ -80,6 +83,7 @@ class Step:
     successful: int
     failed: int
     passed: bool
+    cpu_us: float | None = None  # server CPU per successful call at this step
 
 
 @dataclass
@@ -183,21 +187,39 @@ def run_block(
             + (f"{res.cpu_us:.0f} us/{sc.unit}" if res.cpu_us is not None else "n/a")
         )
         res.max_rate = 0.0
-        for i, rate in enumerate(st.ladder):
-            if not server.alive():
-                break
-            time.sleep(0.5)
+
+        def step(rate: float) -> bool:
+            time.sleep(0.5)  # let the previous step's stragglers settle
             n = max(1, int(rate * st.step_seconds))
-            step_run = client(f"step{i}-{rate:g}", rate, n, inf)
-            ok = step_run.passed
-            res.ladder.append(Step(rate, n, step_run.successful, step_run.failed, ok))
-            say(f"  {kind:16s} {sc.name:14s} step {rate:g}/s: {step_run.successful}/{n} ok"
-                + ("" if ok else "  (fails)"))  # fmt: skip
-            if not ok:
-                if not res.errors and rate <= st.rate:
-                    res.errors = _describe_failure(step_run, server)
-                break
-            res.max_rate = rate
+            t0, _ = server.cpu()
+            r = client(f"step-{rate:g}", rate, n, inf)
+            t1, _ = server.cpu()
+            cpu = (t1 - t0) * 1e6 / CLK_TCK / r.successful if r.successful else None
+            res.ladder.append(Step(rate, n, r.successful, r.failed, r.passed, cpu))
+            say(f"  {kind:16s} {sc.name:14s} step {rate:g}/s: {r.successful}/{n} ok"
+                + (f", {cpu:.0f} us/{sc.unit}" if cpu is not None else "")
+                + ("" if r.passed else "  (fails)"))  # fmt: skip
+            if not r.passed and not res.errors:
+                res.errors = _describe_failure(r, server)
+            return r.passed
+
+        # Start at the first step >= the fixed rate; climb while steps pass, else descend
+        # until one passes. Bounded by the number of steps.
+        steps = sorted(st.ladder)
+        first = next((i for i, r in enumerate(steps) if r >= st.rate), len(steps) - 1)
+        if step(steps[first]):
+            res.max_rate = steps[first]
+            for rate in steps[first + 1 :]:
+                if not server.alive() or not step(rate):
+                    break
+                res.max_rate = rate
+        else:
+            for rate in reversed(steps[:first]):
+                if not server.alive():
+                    break
+                if step(rate):
+                    res.max_rate = rate
+                    break
     except (RuntimeError, OSError, TimeoutError) as exc:
         res.errors = f"{type(exc).__name__}: {exc}"
         say(f"  {kind:16s} {sc.name:14s} ERROR {exc}")
@@ -241,21 +263,42 @@ def run_suite(st: Settings, say: Callable[[str], None] = print) -> list[Result]:
 
 
 def summarize(results: list[Result]) -> dict[str, dict[str, dict[str, Any]]]:
-    """scenario -> server -> {cpu_us, max_rate, note} (medians over rounds)."""
-    out: dict[str, dict[str, dict[str, Any]]] = {}
+    """scenario -> server -> figures (medians over rounds):
+
+    - ``cpu_us``: CPU per call of the fixed-rate run; ``cpu_overloaded``: that run had more
+      than 0.1% failed calls (its CPU then includes retransmissions and aborted calls);
+    - ``max_rate``: the highest passing ladder step; ``cpu_us_at_max``: CPU per call there;
+    - ``note``: why a server was not measured, or what differed.
+    """
+    acc: dict[str, dict[str, dict[str, list[float]]]] = {}
+    notes: dict[tuple[str, str], str] = {}
     for r in results:
-        out.setdefault(r.scenario, {}).setdefault(r.server, {"cpu": [], "max": [], "note": ""})
-        d = out[r.scenario][r.server]
+        d = acc.setdefault(r.scenario, {}).setdefault(
+            r.server, {"cpu": [], "bad": [], "max": [], "atmax": []}
+        )
         if r.cpu_us is not None:
             d["cpu"].append(r.cpu_us)
+            d["bad"].append(0.0 if r.successful >= r.calls * 0.999 else 1.0)
         if r.max_rate is not None:
             d["max"].append(r.max_rate)
+            at = [s.cpu_us for s in r.ladder if s.rate == r.max_rate and s.cpu_us is not None]
+            d["atmax"] += at
         if r.note:
-            d["note"] = r.note
-    for per_server in out.values():
-        for d in per_server.values():
-            d["cpu_us"] = statistics.median(d.pop("cpu")) if d["cpu"] else None
-            d["max_rate"] = statistics.median(d.pop("max")) if d["max"] else None
+            notes[(r.scenario, r.server)] = r.note
+
+    def med(v: list[float]) -> float | None:
+        return statistics.median(v) if v else None
+
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for scenario, per in acc.items():
+        for server, d in per.items():
+            out.setdefault(scenario, {})[server] = {
+                "cpu_us": med(d["cpu"]),
+                "cpu_overloaded": bool(d["bad"]) and max(d["bad"]) > 0,
+                "max_rate": med(d["max"]),
+                "cpu_us_at_max": med(d["atmax"]),
+                "note": notes.get((scenario, server), ""),
+            }
     return out
 
 
@@ -263,35 +306,58 @@ def _fmt(v: float | None, spec: str = ".0f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def table(results: list[Result], servers: list[str]) -> str:
-    """A Markdown table: CPU per call and max passing rate per server, ratios to Kamailio."""
+def table(results: list[Result], servers: list[str], rate: float) -> str:
+    """Markdown: CPU per call at the fixed rate with the ratios siprouter/Kamailio, then the
+    highest passing rate and the CPU per call at that rate."""
     summary = summarize(results)
     kams = [s for s in servers if s != "siprouter"]
-    head = ["scenario"]
-    head += [f"{s} µs" for s in servers]
-    if "siprouter" in servers:
+    mine_in = "siprouter" in servers
+
+    def cell(d: dict[str, Any], key: str) -> str:
+        if d.get(key) is None:
+            return "pending" if "pending" in d.get("note", "") else "-"
+        star = "*" if key == "cpu_us" and d.get("cpu_overloaded") else ""
+        return _fmt(d[key]) + star
+
+    head = ["scenario"] + [f"{s} µs" for s in servers]
+    if mine_in:
         head += [f"siprouter/{k.removeprefix('kamailio-')}" for k in kams]
-    head += [f"{s} max/s" for s in servers]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    notes: list[str] = []
+    lines = [
+        f"CPU per call or REGISTER (µs, all server processes) at {rate:g}/s:",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     for scenario, per in summary.items():
-        row = [scenario]
-        for s in servers:
-            d = per.get(s, {})
-            row.append(_fmt(d.get("cpu_us")) if d.get("cpu_us") is not None else
-                       ("pending" if "pending" in d.get("note", "") else "-"))  # fmt: skip
-        if "siprouter" in servers:
+        row = [scenario] + [cell(per.get(s, {}), "cpu_us") for s in servers]
+        if mine_in:
             mine = per.get("siprouter", {}).get("cpu_us")
             for k in kams:
                 theirs = per.get(k, {}).get("cpu_us")
                 row.append(f"{mine / theirs:.2f}x" if mine and theirs else "-")
-        for s in servers:
-            row.append(_fmt(per.get(s, {}).get("max_rate")))
+        lines.append("| " + " | ".join(row) + " |")
+    head2 = ["scenario"] + [f"{s} max/s" for s in servers] + [f"{s} µs at max" for s in servers]
+    lines += [
+        "",
+        "Highest rate step passing with < 0.1% failed calls, and CPU per call at that step:",
+        "",
+        "| " + " | ".join(head2) + " |",
+        "|" + "---|" * len(head2),
+    ]
+    notes: list[str] = []
+    for scenario, per in summary.items():
+        row = [scenario] + [cell(per.get(s, {}), "max_rate") for s in servers]
+        row += [cell(per.get(s, {}), "cpu_us_at_max") for s in servers]
         lines.append("| " + " | ".join(row) + " |")
         for s in servers:
-            note = per.get(s, {}).get("note")
-            if note:
-                notes.append(f"{scenario} / {s}: {note}")
+            d = per.get(s, {})
+            if d.get("note"):
+                notes.append(f"{scenario} / {s}: {d['note']}")
+            if d.get("cpu_overloaded"):
+                notes.append(
+                    f"{scenario} / {s}: * more than 0.1% of the calls at {rate:g}/s failed "
+                    "(overloaded): that CPU figure includes retransmissions and aborted calls"
+                )
     if notes:
         lines.append("")
         lines += [f"- {n}" for n in notes]
