@@ -168,3 +168,10 @@ def test_python3s_style_and_unknown_function_at_call(tmp_path: Path) -> None:
     h.receive(req("MESSAGE", "sip:bob@127.0.0.1", branch="z9hG4bKm2"))
     [(_, m)] = h.take()
     assert m.reason == "KSR.tm.no_such: no such function"
+
+
+def test_docs_scripting_md_is_generated_from_the_declarations() -> None:
+    from siprouter.scripting.docgen import render
+
+    doc = Path(__file__).parents[2] / "docs" / "scripting.md"
+    assert doc.read_text() == render(), "regenerate: python -m siprouter.scripting.docgen"

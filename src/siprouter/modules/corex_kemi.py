@@ -441,7 +441,7 @@ def _place(msg: Any, text: str, hname: str, after: bool) -> int:
     from ..sip.message import canonical_name
 
     anchor = names.index(canonical_name(hname))
-    hdrs = m._hdrs  # noqa: SLF001 - positional insert; SipMessage has no public one yet
+    hdrs = m._hdrs
     for n, v in lines:
         m.add(n, v)
     new = hdrs[len(names):]
@@ -600,10 +600,10 @@ def _au(msg: Any) -> str | None:
     for name in ("proxy-authorization", "authorization"):
         v = msg.msg.get(name)
         if v:
-            from ..sip.headers import parse_auth
+            from ..sip.digest import parse_auth_header
 
             try:
-                params = parse_auth(v).params
+                params = parse_auth_header(v)[1]
             except ValueError:
                 return None
             u = params.get("username")

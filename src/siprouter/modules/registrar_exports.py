@@ -61,10 +61,10 @@ def _lookup_branches(msg: Any, table: str) -> int:
     if reg is None:
         return -1
     now = msg.core.wall_clock()
-    olds = [(msg.msg.ruri, msg.dst_uri, [])] + list(msg.branches)
+    olds = [(msg.msg.ruri, msg.dst_uri, []), *list(msg.branches)]
     new: list[tuple[str, str | None, list[str]]] = []
     qs: dict[str, float] = {}
-    for uri, dst, path in olds:
+    for uri, _dst, _path in olds:
         try:
             found = reg.branches(uri, now)
         except ValueError:
@@ -99,7 +99,7 @@ def _unregister(msg: Any, table: str, uri: str) -> int:
         return -1
     try:
         loc.remove_all(loc.normalize_aor(str(uri)))
-    except Exception as e:  # noqa: BLE001 - a store failure is the script's -1, logged
+    except Exception as e:
         log.error("unregister %s failed: %s", uri, e)
         return -1
     return 1

@@ -196,7 +196,7 @@ def _t_next_contacts(msg: Any) -> int:
 
 
 def _t_get_status_code(msg: Any) -> int:
-    rc = msg.rc if msg.is_request else msg.rc
+    rc = msg.rc
     if rc is not None and rc.final_status:
         return int(rc.final_status)
     return -1

@@ -49,7 +49,7 @@ class LuaScript:
 
     def __init__(self, path: str, modules: Iterable[str]) -> None:
         try:
-            import lupa.lua54 as lupa
+            import lupa.lua54 as lupa  # type: ignore[import-untyped]
         except ImportError as e:  # pragma: no cover - lupa is a dependency
             raise ScriptError(f"{path}: Lua scripts need the lupa package ({e})") from None
         self.path = path
