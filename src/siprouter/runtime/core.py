@@ -121,6 +121,8 @@ class Core:
         # Kamailio maxfwd modparam max_limit (default 70, RFC 3261 §16.6 step 3's usual value):
         # a decremented Max-Forwards is never left above it.
         self.max_forwards_limit = 70
+        # module instances by name (htable, pike, sanity, nathelper ...; modules.instances)
+        self.modules: dict[str, Any] = {}
         self.stats: dict[str, int] = {
             "rcv_requests": 0, "rcv_replies": 0, "fwd_requests": 0, "fwd_replies": 0,
             "drop_requests": 0, "drop_replies": 0, "err_requests": 0, "script_errors": 0,
@@ -686,6 +688,7 @@ class Core:
         res = reg.save(
             req.msg, now, received=received,
             socket=f"{req.local.proto}:{req.local.hostport()}", flags=flags, aor=aor,
+            cflags=getattr(req, "bflags", 0),  # branch flags (setbflag) stored with it
         )
         if flags & 0x01:
             # Kamailio save() flag 0x01: no reply now; reg_send_reply() sends it later

@@ -15,6 +15,7 @@ import sys
 import time
 from typing import Any
 
+from ..modules import instances as module_instances
 from ..proxy.routing import LocalAddresses
 from ..scripting.loader import ScriptError, load_script
 from ..transaction.layer import TransactionLayer
@@ -81,6 +82,9 @@ class Server:
         ))
         core.transport = transport
         self.core = core
+        # module instances from [modules.*]; a bad setting stops the start here
+        core.modules = module_instances.build_instances(s)
+        module_instances.start(core.modules, time.time())
         self.transport = transport
         specs = [ListenSpec.parse(x) if isinstance(x, str) else x for x in s.server.listen]
         advertise = getattr(s.server, "advertise", None)
@@ -100,6 +104,8 @@ class Server:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL)
             try:
+                if self.core is not None:
+                    module_instances.tick(self.core, self.core.now(), time.time())
                 gone = self.location.sweep(time.time())
                 if gone:
                     log.debug("location: %d expired bindings removed", len(gone))
@@ -130,6 +136,8 @@ class Server:
         await self._stop.wait()
 
     async def close(self) -> None:
+        if self.core is not None and self.core.modules:
+            module_instances.stop(self.core.modules, time.time())
         if self._sweeper is not None:
             self._sweeper.cancel()
         if self.transport is not None:
