@@ -18,7 +18,6 @@ Rules implemented here:
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -40,7 +39,20 @@ MAGIC_COOKIE = "z9hG4bK"
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443, "sctp": 5060}
 
 
+_norm_cache: dict[str, str] = {}
+
+
 def _norm_host(host: str) -> str:
+    h = _norm_cache.get(host)
+    if h is None:
+        h = _norm_host_uncached(host)
+        if len(_norm_cache) > 10000:
+            _norm_cache.clear()
+        _norm_cache[host] = h
+    return h
+
+
+def _norm_host_uncached(host: str) -> str:
     h = host.lower()
     if h.startswith("[") and h.endswith("]"):
         h = h[1:-1]
@@ -193,21 +205,20 @@ def branch_hash(msg: SipMessage, received_ruri: str) -> str:
 
     ``received_ruri`` is the Request-URI as the request arrived, before any translation.
     """
-    h = hashlib.blake2b(digest_size=8)
-    for part in (
+    # hash() of a tuple: the seed is shared by every worker forked from one process, which is
+    # all loop detection needs (a loop is seen by the node that made the Via)
+    h = hash((
         received_ruri,
         msg.method,
-        msg.from_tag or "",
-        msg.to_tag or "",
+        msg.from_tag,
+        msg.to_tag,
         msg.call_id,
-        str(msg.cseq_num),
-        ",".join(msg.get_all("proxy-require")),
-        ",".join(msg.get_all("proxy-authorization")),
-        ",".join(msg.get_all("route")),
-    ):
-        h.update(part.encode("utf-8", "surrogateescape"))
-        h.update(b"\x00")
-    return h.hexdigest()
+        msg.cseq_num,
+        tuple(msg.get_all("proxy-require")),
+        tuple(msg.get_all("proxy-authorization")),
+        tuple(msg.get_all("route")),
+    ))
+    return f"{h & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 def detect_loop(msg: SipMessage, sent_by_texts: tuple[str, ...], my_hash: str) -> bool:

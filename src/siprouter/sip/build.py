@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Iterable
 
-from .message import SipMessage, canonical_name, display_name
+from .message import SipMessage, _to_wire, canonical_name, display_name
 
 __all__ = ["REASONS", "make_response", "make_response_from_raw", "new_tag"]
 
@@ -70,6 +70,7 @@ REASONS: dict[int, str] = {
 }
 
 _COPIED = ("via", "from", "to", "call-id", "cseq")
+_DISPLAY_COPIED = {c: display_name(c) for c in _COPIED}
 
 
 def new_tag() -> str:
@@ -78,7 +79,8 @@ def new_tag() -> str:
 
 
 def _clean(text: str) -> str:
-    return text.replace("\r", " ").replace("\n", " ")
+    """Caller text for a header line: no CR/LF, in the wire form of ``SipMessage`` values."""
+    return _to_wire(text.replace("\r", " ").replace("\n", " "))
 
 
 def make_response(
@@ -100,20 +102,21 @@ def make_response(
         reason = REASONS.get(status, "Unknown")
     out = [f"SIP/2.0 {status} {_clean(reason)}\r\n"]
     append = out.append
-    for name, value in request.headers():
-        c = canonical_name(name)
+    add_tag = bool(to_tag) and status != 100 and request.to_tag is None
+    for c, value in request.header_items():
         if c in _COPIED:
-            if c == "to" and to_tag and status != 100 and request.to_tag is None:
+            if c == "to" and add_tag:
                 value = f"{value};tag={to_tag}"
-            append(f"{display_name(c)}: {value}\r\n")
+            append(f"{_DISPLAY_COPIED[c]}: {value}\r\n")
         elif c == "timestamp" and status == 100:
             append(f"Timestamp: {value}\r\n")
     for name, value in headers:
         append(f"{name}: {_clean(value)}\r\n")
     if server:
-        append(f"Server: {server}\r\n")
+        append(f"Server: {_clean(server)}\r\n")
     append(f"Content-Length: {len(body)}\r\n\r\n")
-    return "".join(out).encode("utf-8", "surrogateescape") + body
+    # header_items() gives the wire form (one code point per byte); new text is UTF-8
+    return "".join(out).encode("latin-1") + body
 
 
 _LINE_RE = re.compile(rb"^([A-Za-z-]+)[ \t]*:[ \t]*(.*?)\r?$", re.MULTILINE)

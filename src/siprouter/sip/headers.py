@@ -311,6 +311,10 @@ class NameAddr:
             raise ValueError(f"bad q parameter {v!r}")
         return q
 
+    def copy(self) -> NameAddr:
+        """A private copy (parsed values may be shared, see ``parse_name_addr``)."""
+        return NameAddr(self.display, self.uri, dict(self.params))
+
     def to_string(self) -> str:
         """Always the name-addr form (``<uri>``), which is safe for any URI and params."""
         if self.display is None:
@@ -325,8 +329,26 @@ class NameAddr:
         return self.to_string()
 
 
+_NA_CACHE: dict[str, NameAddr] = {}
+_NA_CACHE_MAX = 8192
+
+
 def parse_name_addr(value: str) -> NameAddr:
-    """Parse ``[display] <uri> *(;param)`` or a bare ``addr-spec *(;param)``."""
+    """Parse ``[display] <uri> *(;param)`` or a bare ``addr-spec *(;param)``.
+
+    Successful parses are kept in a bounded table (Route and Record-Route values repeat), so
+    the result may be shared: do not modify it (``NameAddr.copy()`` first).
+    """
+    na = _NA_CACHE.get(value)
+    if na is None:
+        na = _parse_name_addr(value)
+        if len(_NA_CACHE) >= _NA_CACHE_MAX:
+            _NA_CACHE.clear()
+        _NA_CACHE[value] = na
+    return na
+
+
+def _parse_name_addr(value: str) -> NameAddr:
     text = value.strip()
     if not text:
         raise ValueError("bad name-addr: empty")

@@ -171,6 +171,7 @@ class SipMessage:
         "_ruri",
         "_ttag",
         "_via1",
+        "_vias",
         "cache",
         "is_request",
         "method",
@@ -200,6 +201,7 @@ class SipMessage:
         self._edited = False
         self._body_edited = False
         self._via1: Via | None = None
+        self._vias: list[Via] | None = None
         self._cseq: tuple[int, str] | None = None
         self._ftag: str | bool | None = False
         self._ttag: str | bool | None = False
@@ -290,10 +292,17 @@ class SipMessage:
             out.append((_from_wire(written), _from_wire(h[1])))  # type: ignore[arg-type]
         return out
 
+    def header_items(self) -> list[tuple[str, str]]:
+        """``(canonical name, value)`` of every line in wire form (one code point per byte).
+
+        For code that copies values from one message into another byte-for-byte."""
+        return [(h[0], h[1]) for h in self._hdrs]  # type: ignore[misc]
+
     def _invalidate(self, c: str) -> None:
         self._edited = True
         if c == "via":
             self._via1 = None
+            self._vias = None
         elif c == "cseq":
             self._cseq = None
         elif c == "from":
@@ -441,11 +450,19 @@ class SipMessage:
 
     @property
     def vias(self) -> list[Via]:
-        from .headers import parse_via
+        """Every Via, parsed (cached until a Via is edited; ValueError when one is bad)."""
+        out = self._vias
+        if out is None:
+            from .headers import parse_via
 
-        out: list[Via] = []
-        for v in self.get_all("via"):
-            out.extend(parse_via(v))
+            out = []
+            for v in self.get_all("via"):
+                out.extend(parse_via(v))
+            if out and self._via1 is not None:
+                out[0] = self._via1  # one object for the top Via, whoever parsed it first
+            self._vias = out
+            if out:
+                self._via1 = out[0]
         return out
 
     @property
@@ -511,6 +528,7 @@ class SipMessage:
         m._edited = self._edited
         m._body_edited = self._body_edited
         m._via1 = self._via1
+        m._vias = None
         m._cseq = self._cseq
         m._ftag = self._ftag
         m._ttag = self._ttag

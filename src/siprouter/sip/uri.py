@@ -105,6 +105,11 @@ class SipURI:
         self.params: dict[str, str | None] = {} if params is None else params
         self.headers: dict[str, str] = {} if headers is None else headers
 
+    def copy(self) -> SipURI:
+        """A private copy (parsed URIs may be shared, see ``parse_uri``)."""
+        return SipURI(self.scheme, self.user, self.host, self.port, dict(self.params),
+                      dict(self.headers), self.password)
+
     def host_port(self) -> str:
         """``host[:port]`` with an IPv6 host bracketed."""
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -180,8 +185,28 @@ def _parse_tel(rest: str, text: str) -> SipURI:
     return SipURI("tel", number, "", None, _parse_params(ptext, text) if semi else {})
 
 
+# Parsed URIs repeat (our own Record-Route values, registered contacts, domains): successful
+# parses are kept in a bounded table. The objects handed out are shared, so callers treat a
+# parsed URI as read-only and ``copy()`` it before changing it.
+_URI_CACHE: dict[str, SipURI] = {}
+_URI_CACHE_MAX = 8192
+
+
 def parse_uri(text: str) -> SipURI:
-    """Parse a sip:, sips: or tel: URI; ValueError (UnsupportedURIScheme) otherwise."""
+    """Parse a sip:, sips: or tel: URI; ValueError (UnsupportedURIScheme) otherwise.
+
+    The result may be shared with other callers: do not modify it (use ``copy()``).
+    """
+    u = _URI_CACHE.get(text)
+    if u is None:
+        u = _parse_uri(text)
+        if len(_URI_CACHE) >= _URI_CACHE_MAX:
+            _URI_CACHE.clear()
+        _URI_CACHE[text] = u
+    return u
+
+
+def _parse_uri(text: str) -> SipURI:
     scheme, colon, rest = text.partition(":")
     if not colon or _SCHEME_RE.fullmatch(scheme) is None:
         raise ValueError(f"bad URI {text[:60]!r}: no scheme")

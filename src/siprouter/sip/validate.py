@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list, parse_via
+from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list
 from .uri import UnsupportedURIScheme, parse_uri
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,8 +67,48 @@ def _bad(name: str) -> tuple[int, str]:
     return 400, f"Bad {name} Header Field"
 
 
+# Fast path for the forms nearly every UA sends: ``[token... | "quoted"] <uri>;params`` and a
+# bare ``sip:user@host;params``. A value that does not match is checked by the full parser, so
+# the fast path only ever accepts what the full parser accepts too (the URI inside is parsed).
+_T = r"[A-Za-z0-9\-.!%*_+`'~]+"
+_FAST_NA_RE = re.compile(
+    rf'(?:"[^"\\\r\n]*"[ \t]*|{_T}(?:[ \t]+{_T})*[ \t]*)?<((?:sips?|tel):[^\s<>"]+)>'
+    rf"((?:[ \t]*;[ \t]*{_T}(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]@]+)?)*)[ \t]*"
+)
+_FAST_ITEM = r"<sips?:[^\s<>\",]+>(?:;[A-Za-z0-9\-.!%*_+`'~=]+)*"
+_FAST_LIST_RE = re.compile(rf"{_FAST_ITEM}(?:, ?{_FAST_ITEM})*")
+_ANGLE_RE = re.compile(r"<([^<>]+)>")
+
+
+def _fast_uri_list(value: str) -> bool:
+    """True when a Route/Record-Route value is simple ``<uri>;params, ...`` with good URIs."""
+    if _FAST_LIST_RE.fullmatch(value) is None:
+        return False
+    try:
+        for m in _ANGLE_RE.finditer(value):
+            parse_uri(m.group(1))
+    except ValueError:
+        return False
+    return True
+
+
+def _fast_name_addr(value: str) -> bool | None:
+    """True/False when the fast path can decide, None to fall back to the full parser."""
+    m = _FAST_NA_RE.fullmatch(value)
+    if m is None:
+        return None
+    try:
+        parse_uri(m.group(1))
+    except ValueError:
+        return False
+    return True
+
+
 def _check_name_addr(value: str) -> bool:
     """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
+    fast = _fast_name_addr(value)
+    if fast is not None:
+        return fast
     try:
         na = parse_name_addr(value)
         if na.uri[:5].lower().startswith(_SIP_SCHEMES):
@@ -80,15 +120,17 @@ def _check_name_addr(value: str) -> bool:
 
 def _common(msg: SipMessage) -> tuple[int, str] | None:
     """Checks shared by requests and responses (status 400 with the reason)."""
+    names = msg.header_names()
+    present = set(names)
     for c, name in _MANDATORY:
-        if not msg.has(c):
+        if c not in present:
             return 400, f"Missing {name} Header Field"
-    for c, name in _SINGLE:
-        if msg.count(c) > 1:
-            return 400, f"Multiple {name} Header Fields"
+    if len(present) != len(names):  # some header repeats: none of these may
+        for c, name in _SINGLE:
+            if names.count(c) > 1:
+                return 400, f"Multiple {name} Header Fields"
     try:
-        for v in msg.get_all("via"):
-            parse_via(v)
+        msg.vias  # noqa: B018 - parses (and caches) every Via
     except ValueError:
         return _bad("Via")
     for c, name in (("from", "From"), ("to", "To")):
@@ -98,9 +140,9 @@ def _common(msg: SipMessage) -> tuple[int, str] | None:
     call_id = msg.get("call-id")
     if call_id is None or _CALL_ID_RE.fullmatch(call_id) is None:
         return _bad("Call-ID")
-    cseq = msg.get("cseq")
     try:
-        parse_cseq(cseq or "")
+        msg.cseq_num  # noqa: B018 - parses (and caches) the CSeq
+        parse_cseq(msg.get("cseq") or "")
     except ValueError:
         return _bad("CSeq")
     return None
@@ -124,14 +166,13 @@ def _validate_request(msg: SipMessage, require_max_forwards: bool) -> tuple[int,
     err = _common(msg)
     if err is not None:
         return err
-    _num, method = parse_cseq(msg.get("cseq") or "")
-    if method != msg.method:
+    if msg.cseq_method != msg.method:
         return 400, "CSeq Method Does Not Match Request Method"
     mf = msg.get("max-forwards")
     if mf is not None and (not mf.isdigit() or not mf.isascii() or len(mf) > 10 or int(mf) > 255):
         return _bad("Max-Forwards")
     contacts = msg.get_all("contact")
-    if contacts:
+    if contacts and not (len(contacts) == 1 and _fast_name_addr(contacts[0])):
         try:
             parse_contacts(contacts)
         except ValueError:
@@ -139,7 +180,8 @@ def _validate_request(msg: SipMessage, require_max_forwards: bool) -> tuple[int,
     for c, name in (("route", "Route"), ("record-route", "Record-Route")):
         try:
             for v in msg.get_all(c):
-                parse_name_addr_list(v)
+                if not _fast_uri_list(v):
+                    parse_name_addr_list(v)
         except ValueError:
             return _bad(name)
     try:
