@@ -83,6 +83,12 @@ DECLARING_MODULES: list[str] = [
     "siprouter.modules.textops",
     "siprouter.modules.siputils",
     "siprouter.modules.registrar_exports",
+    "siprouter.modules.htable",
+    "siprouter.modules.pike",
+    "siprouter.modules.sanity",
+    "siprouter.modules.nathelper",
+    "siprouter.modules.corex",
+    "siprouter.modules.siputils_uri",  # more KSR.siputils
 ]
 
 
