@@ -440,14 +440,10 @@ def _place(msg: Any, text: str, hname: str, after: bool) -> int:
     names = m.header_names()
     from ..sip.message import canonical_name
 
-    anchor = names.index(canonical_name(hname))
-    hdrs = m._hdrs
+    pos = names.index(canonical_name(hname)) + (1 if after else 0)
     for n, v in lines:
-        m.add(n, v)
-    new = hdrs[len(names):]
-    del hdrs[len(names):]
-    pos = anchor + 1 if after else anchor
-    hdrs[pos:pos] = new
+        m.insert_at(pos, n, v)
+        pos += 1
     return 1
 
 

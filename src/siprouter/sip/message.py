@@ -326,6 +326,14 @@ class SipMessage:
             self._hdrs.append(entry)
         self._invalidate(c)
 
+    def insert_at(self, index: int, name: str, value: str) -> None:
+        """Insert a header line at position ``index`` of the header lines (see
+        ``header_names()``; out-of-range indexes clamp to the ends)."""
+        c = canonical_name(name)
+        entry: list[str | None] = [c, self._check_value(value), None, _to_wire(name.strip())]
+        self._hdrs.insert(max(0, index), entry)
+        self._invalidate(c)
+
     def insert_top(self, name: str, value: str) -> None:
         """Insert a line as the first instance of header ``name`` (Via, Record-Route ...)."""
         c = canonical_name(name)
