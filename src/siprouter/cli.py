@@ -51,6 +51,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PROTO:HOST:PORT",
         help="listen on this address (repeatable; replaces [server] listen)",
     )
+    run.add_argument(
+        "-w",
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes on the SIP ports (replaces [server] workers; 0 = one per core)",
+    )
     run.add_argument("--db", metavar="URL", help="database URL (e.g. sqlite:///siprouter.sqlite)")
     run.add_argument(
         "-d",
@@ -105,6 +112,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             "script": args.script,
             "domains": getattr(args, "domain", None),
             "log_level": getattr(args, "log_level", None),
+            "workers": getattr(args, "workers", None),
             "defines": getattr(args, "define", None),
         },
         "database": {"url": getattr(args, "db", None)},

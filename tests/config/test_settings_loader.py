@@ -33,7 +33,7 @@ def test_defaults() -> None:
     assert s.server.advertise is None and s.server.domains == [] and s.server.aliases == []
     assert s.server.script == default_script() and s.server.script.endswith("scripts/default.py")
     assert Path(s.server.script).is_file()
-    assert (s.server.workers, s.server.log_level) == (1, "info")
+    assert (s.server.workers, s.server.log_level) == (0, "info")
     assert s.database.url == "sqlite:///siprouter.sqlite"
     assert (s.sip.max_message_size, s.sip.user_agent, s.sip.max_forwards) == (
         65535,
@@ -173,7 +173,7 @@ def test_listen_spec_advertise_per_listener_wins() -> None:
         ("[bogus]\n", "[bogus]: unknown section (known: server, database"),
         ("server = 1\n", "server: expected a table [server]"),
         ("[server]\nworkers = 1.5\n", "[server] workers: expected an integer, got 1.5"),
-        ("[server]\nworkers = 0\n", "[server] workers: must be between 1 and 1024, got 0"),
+        ("[server]\nworkers = -1\n", "[server] workers: must be between 0 and 1024, got -1"),
         ('[server]\nlog_level = "loud"\n', "[server] log_level: expected one of trace"),
         ("[server]\nlisten = []\n", "[server] listen: needs at least one"),
         ("[server]\nlisten = [1]\n", "[server] listen: expected an array of strings, got an array"),

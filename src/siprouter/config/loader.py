@@ -153,7 +153,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
     ("server", "aliases"): _check_aliases,
     ("server", "script"): _check_nonempty,
     ("server", "defines"): _check_defines,
-    ("server", "workers"): _between(1, 1024),
+    ("server", "workers"): _between(0, 1024),
     ("server", "log_level"): _check_log_level,
     ("database", "url"): _check_url,
     ("sip", "max_message_size"): _between(512, 1 << 24),

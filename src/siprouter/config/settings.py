@@ -72,8 +72,9 @@ class ServerSettings:
     modules: list[str] = field(default_factory=lambda: list(_DEFAULT_MODULES))
     # file the running server writes its process id to (for `siprouter reload`); none by default
     pid_file: str | None = None
-    # worker processes sharing the SIP ports (siprouter: one for now)
-    workers: int = 1
+    # worker processes sharing the SIP ports (SO_REUSEPORT); 0 = one per core, os.cpu_count()
+    # (Kamailio `children`, there 8 by default)
+    workers: int = 0
     # trace | debug | info | warning | error | critical (siprouter default)
     log_level: str = "info"
 

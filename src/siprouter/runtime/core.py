@@ -118,6 +118,10 @@ class Core:
         self._timer_at: float | None = None
         self._sent_by: tuple[str, ...] = ()
         self._dns_cache: dict[str, str | None] = {}
+        # worker processes (runtime.ipc.Peers): hand-off of messages that belong to another
+        # worker; the branch prefix names this worker in every Via branch we create
+        self.cluster: Any = None
+        self.branch_prefix = MAGIC_COOKIE
         # Kamailio maxfwd modparam max_limit (default 70, RFC 3261 §16.6 step 3's usual value):
         # a decremented Max-Forwards is never left above it.
         self.max_forwards_limit = 70
@@ -217,6 +221,11 @@ class Core:
             if target is not None:
                 self._on_cancel(msg, src, listener, target, now)
                 return
+            if self.cluster is not None and self.cluster.handoff_request(msg, src, listener):
+                return  # another worker may hold the INVITE; it answers if so
+        elif (msg.method == "ACK" and self.cluster is not None and not msg.has("route")
+              and self.cluster.handoff_request(msg, src, listener)):
+            return  # an ACK for a non-2xx (no Route: not an ACK for a 2xx through our RR)
         if msg.method == "ACK" and msg.to_tag is not None and self._is_own_local_ack(msg):
             return
         req = Request(self, msg, src, listener)
@@ -256,7 +265,36 @@ class Core:
         if isinstance(rc, ResponseContext):
             self.proxy.cancel(rc, now, msg.get("reason"))
 
+    def on_peer_request(self, data: bytes, src: Endpoint, listener: Any) -> bool:
+        """A CANCEL or ACK that another worker matched to none of its transactions: handle it
+        when it matches one of ours (True), else leave it alone (False)."""
+        now = self.now()
+        try:
+            msg = parse_message(data, stream=src.proto != "udp")
+            if not msg.is_request:
+                return False
+            self._mark_received(msg, msg.via1, src)
+            tl = self.tl
+            st = tl.match_request(msg)
+            if st is not None:
+                self.perform(tl.server_receive(st, msg, now))
+                return True
+            if msg.method == "CANCEL":
+                target = tl.match_cancel_target(msg)
+                if target is not None:
+                    self._on_cancel(msg, src, listener, target, now)
+                    return True
+            return False
+        except Exception:
+            log.exception("internal error handling a request from another worker")
+            return False
+        finally:
+            self._rearm()
+
     def _on_response(self, msg: SipMessage, src: Endpoint, listener: Any, now: float) -> None:
+        cluster = self.cluster
+        if cluster is not None and cluster.handoff_response(msg, src, listener):
+            return  # its transaction lives in the worker named by the branch
         script = self.script
         if script is not None and script.reply_route is not None:
             rep = Reply(self, msg, src, listener)
@@ -594,7 +632,7 @@ class Core:
             if req.record_routed and msg.method not in ("REGISTER",):
                 self._add_record_route(bmsg, req, out)
             idx = len(rc.branches)
-            branch = f"{MAGIC_COOKIE}{base_hash}.{idx}"
+            branch = f"{self.branch_prefix}{base_hash}.{idx}"
             bmsg.insert_top(
                 "Via", f"SIP/2.0/{out.proto.upper()} {out.hostport()};branch={branch}"
             )

@@ -3,6 +3,11 @@
 ``run(settings)`` loads the routing script first (a script that does not load stops the server
 before it binds anything: clear message, exit status 1), opens the location store, binds the
 listeners, then serves until SIGTERM/SIGINT. Expired bindings are swept once a second.
+
+With ``[server] workers`` (``--workers``) above 1 the main process forks that many workers
+(``runtime.workers``) and supervises them (it writes the pid file and forwards SIGHUP); each
+worker builds its own :class:`Server`, bound with SO_REUSEPORT and joined to its peers
+(``runtime.ipc``). 0 means one worker per core.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from ..transaction.timers import TimerSettings
 from ..transport.manager import TransportManager
 from ..transport.spec import ListenSpec, TransportSettings
 from .core import Core
+from .ipc import Peers, ReplicatedLocation
+from .workers import resolve_ports, supervise
 
 log = logging.getLogger("siprouter")
 
@@ -36,9 +43,14 @@ SWEEP_INTERVAL = 1.0
 class Server:
     """All layers of one siprouter process."""
 
-    def __init__(self, settings: Any, script: Any) -> None:
+    def __init__(self, settings: Any, script: Any, peers: Peers | None = None,
+                 listen: list[ListenSpec] | None = None) -> None:
         self.settings = settings
         self.script = script
+        #: the other workers of this node (None: a single process)
+        self.peers = peers
+        #: listens to bind instead of ``settings.server.listen`` (ports already resolved)
+        self.listen = listen
         self.core: Core | None = None
         self.transport: TransportManager | None = None
         self.location: Any = None
@@ -54,7 +66,13 @@ class Server:
         loop = asyncio.get_running_loop()
         store = open_location_store(s.database.url)
         reg = s.registrar
-        self.location = Location(store, use_domain=reg.use_domain)
+        peers = self.peers
+        if peers is None:
+            self.location = Location(store, use_domain=reg.use_domain)
+        else:
+            # worker 0 alone deletes expired rows from the shared store
+            self.location = ReplicatedLocation(store, peers, use_domain=reg.use_domain,
+                                               sweeps_store=peers.index == 0)
         n = self.location.load(time.time())
         log.info("location: %d bindings loaded from %s", n, s.database.url)
         registrar = Registrar(self.location, RegistrarSettings(
@@ -79,6 +97,7 @@ class Server:
         transport = TransportManager(core.on_message, TransportSettings(
             max_message_size=s.sip.max_message_size, tcp_idle_timeout=tcp.idle_timeout,
             tcp_max_connections=tcp.max_connections, tcp_connect_timeout=tcp.connect_timeout,
+            reuse_port=peers is not None,
         ))
         core.transport = transport
         self.core = core
@@ -86,7 +105,13 @@ class Server:
         core.modules = module_instances.build_instances(s)
         module_instances.start(core.modules, time.time())
         self.transport = transport
-        specs = [ListenSpec.parse(x) if isinstance(x, str) else x for x in s.server.listen]
+        if peers is not None:
+            core.cluster = peers
+            core.branch_prefix = peers.prefix
+            transport.on_connection = peers.connection_changed
+            transport.forward = peers.forward_tcp
+        listen = self.listen if self.listen is not None else s.server.listen
+        specs = [ListenSpec.parse(x) if isinstance(x, str) else x for x in listen]
         advertise = getattr(s.server, "advertise", None)
         if advertise:
             from ..transport.spec import parse_hostport
@@ -96,6 +121,8 @@ class Server:
                      for sp in specs]
         await transport.start(specs)
         core.refresh_addresses()
+        if peers is not None:
+            peers.attach(loop, core, transport)
         for lst in transport.listeners:
             log.info("listening on %s", lst)
         self._sweeper = loop.create_task(self._sweep())
@@ -142,6 +169,10 @@ class Server:
             self._sweeper.cancel()
         if self.transport is not None:
             await self.transport.stop()
+        if self.peers is not None:
+            log.info("worker %d hand-offs: %s", self.peers.index,
+                     " ".join(f"{k}={v}" for k, v in self.peers.stats.items()))
+            self.peers.close()
         if self.location is not None:
             try:
                 self.location.store.close()
@@ -157,22 +188,24 @@ def _setup_logging(level: str) -> None:
     )
 
 
-async def _main(settings: Any, script: Any) -> int:
-    server = Server(settings, script)
+async def _main(settings: Any, script: Any, peers: Peers | None = None,
+                listen: list[ListenSpec] | None = None, ready_fd: int = -1) -> int:
+    server = Server(settings, script, peers, listen)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)
     loop.add_signal_handler(signal.SIGHUP, server.reload)
-    pid_file = getattr(settings.server, "pid_file", None)
-    if pid_file:
-        with open(pid_file, "w", encoding="ascii") as f:
-            f.write(f"{os.getpid()}\n")
+    if peers is None:
+        _write_pid_file(settings)
     try:
         await server.start()
     except Exception as e:
         log.error("cannot start: %s", e)
         await server.close()
         return 1
+    if ready_fd >= 0:
+        os.write(ready_fd, b"R")
+        os.close(ready_fd)
     log.info("siprouter started")
     try:
         await server.serve()
@@ -189,6 +222,28 @@ def load_configured_script(settings: Any) -> Any:
                        defines=getattr(srv, "defines", None))
 
 
+def _write_pid_file(settings: Any) -> None:
+    pid_file = getattr(settings.server, "pid_file", None)
+    if pid_file:
+        with open(pid_file, "w", encoding="ascii") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+def _runner() -> asyncio.Runner:
+    try:
+        import uvloop
+
+        return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover
+        return asyncio.Runner()
+
+
+def worker_count(settings: Any) -> int:
+    """``[server] workers``; 0 (or absent) means one per core."""
+    n = int(getattr(settings.server, "workers", 0) or 0)
+    return n if n > 0 else (os.cpu_count() or 1)
+
+
 def run(settings: Any) -> int:
     """Run a server until SIGTERM/SIGINT; returns the process exit status."""
     _setup_logging(getattr(settings.server, "log_level", "info"))
@@ -197,11 +252,22 @@ def run(settings: Any) -> int:
     except ScriptError as e:
         print(f"siprouter: cannot load the routing script: {e}", file=sys.stderr)
         return 1
-    try:
-        import uvloop
+    n = worker_count(settings)
+    if n == 1:
+        with _runner() as runner:
+            return runner.run(_main(settings, script))
+    specs = resolve_ports(
+        [ListenSpec.parse(x) if isinstance(x, str) else x for x in settings.server.listen]
+    )
 
-        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
-    except ImportError:  # pragma: no cover
-        runner = asyncio.Runner()
-    with runner:
-        return runner.run(_main(settings, script))
+    def worker_main(index: int, count: int, node: str, ready_fd: int) -> int:
+        fmt = f"%(asctime)s %(levelname)s [w{index}] %(name)s: %(message)s"
+        for h in logging.getLogger().handlers:
+            h.setFormatter(logging.Formatter(fmt))
+        peers = Peers(index, count, node)
+        peers.bind()  # before the location table is loaded: no change is missed
+        with _runner() as runner:
+            return runner.run(_main(settings, script, peers, specs, ready_fd))
+
+    _write_pid_file(settings)  # the supervisor's pid: SIGHUP to it reaches every worker
+    return supervise(n, worker_main)

@@ -289,6 +289,12 @@ class TransportManager:
         self._table: dict[tuple[str, int], _TcpConnection] = {}
         self._conns: set[_TcpConnection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
+        #: worker processes: called with (host, port), True/False when this process starts /
+        #: stops being reachable through a connection known by that key (the TCP directory)
+        self.on_connection: Callable[[tuple[str, int], bool], None] | None = None
+        #: worker processes: asked before opening a TCP connection; True when it handed the
+        #: bytes to the process that holds a connection to ``dest`` (its errors are not reported)
+        self.forward: Callable[[Endpoint, bytes], bool] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -319,6 +325,10 @@ class TransportManager:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
             if kind == socket.SOCK_STREAM:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.settings.reuse_port:
+                # several worker processes on one port; the kernel picks the socket by a hash
+                # of the source address (and port), so one peer stays on one worker
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind((spec.host, spec.port))
             sock.setblocking(False)
         except OSError as exc:
@@ -397,6 +407,8 @@ class TransportManager:
             conn = self._table.get(key)
             if conn is None or (conn.transport is not None and conn.transport.is_closing()):
                 # none, or closed (idle, bad peer, EOF) with connection_lost still to come
+                if conn is None and self.forward is not None and self.forward(dest, data):
+                    return  # another worker holds a connection to dest and sends it
                 conn = self._open(dest, via, on_error)
                 if conn is None:
                     return
@@ -487,10 +499,14 @@ class TransportManager:
         self._table[key] = conn
         conn.keys.append(key)
         self._conns.add(conn)
+        if self.on_connection is not None and old is None:
+            self.on_connection(key, True)
 
     def _unregister(self, conn: _TcpConnection) -> None:
         for key in conn.keys:
             if self._table.get(key) is conn:
                 del self._table[key]
+                if self.on_connection is not None:
+                    self.on_connection(key, False)
         conn.keys.clear()
         self._conns.discard(conn)

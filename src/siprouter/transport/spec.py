@@ -40,6 +40,9 @@ class TransportSettings:
     tcp_max_connections: int = 2048
     # Kamailio tcp_connect_timeout default (10 s)
     tcp_connect_timeout: float = 10.0
+    # SO_REUSEPORT on every listening socket, so that several worker processes bind the same
+    # port; the kernel spreads datagrams and connections over them by source address
+    reuse_port: bool = False
 
 
 def _parse_port(text: str, what: str) -> int:
