@@ -89,6 +89,8 @@ DECLARING_MODULES: list[str] = [
     "siprouter.modules.nathelper",
     "siprouter.modules.corex",
     "siprouter.modules.siputils_uri",  # more KSR.siputils
+    "siprouter.modules.auth_db",  # KSR.auth and KSR.auth_db
+    "siprouter.modules.permissions",
 ]
 
 
