@@ -182,6 +182,9 @@ class Secret:
             return None
         if len(raw) != 28 or not hmac.compare_digest(raw[12:], self._mac(raw[:12])):
             return None
+        # one spelling per nonce: the unused low bits of the last character must be zero
+        if base64.urlsafe_b64encode(raw).decode().rstrip("=") != nonce:
+            return None
         return int(struct.unpack(">I", raw[:4])[0])
 
 
