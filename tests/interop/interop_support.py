@@ -159,8 +159,15 @@ def options_ping(server_port: int, transport: str = "udp", timeout: float = OPTI
 class SiprouterServer:
     """One ``python -m siprouter run`` process on 127.0.0.1:port (UDP and TCP)."""
 
-    def __init__(self, workdir: Path, port: int | None = None, db: Path | None = None) -> None:
+    def __init__(
+        self, workdir: Path, port: int | None = None, db: Path | None = None,
+        workers: int | None = None, extra: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
+        #: more command-line arguments (``--config FILE``, ``--script FILE`` ...)
+        self.extra = list(extra or [])
+        #: ``--workers N`` (None: the server's default, one per core)
+        self.workers = workers
         self.port = port if port is not None else free_port()
         self.db = db if db is not None else workdir / "loc.sqlite"
         self.log_path = workdir / f"siprouter-{self.port}.log"
@@ -175,7 +182,7 @@ class SiprouterServer:
             "--db", f"sqlite:///{self.db}",
             "--domain", LOOPBACK,
             "--log-level", "info",
-        ]  # fmt: skip
+        ] + ([] if self.workers is None else ["--workers", str(self.workers)]) + self.extra  # fmt: skip
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "server already running"

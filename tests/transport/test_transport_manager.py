@@ -125,15 +125,26 @@ def test_udp_drops_oversize_and_keepalives(
 ) -> None:
     async def main() -> None:
         a, sink = await started(["udp:127.0.0.1:0"], max_message_size=1000)
+        refused: list[tuple[int, int]] = []
+
+        def on_reject(data: bytes, src: Endpoint, lst: Any, status: int, reason: str) -> bytes:
+            refused.append((len(data), status))
+            return b"REFUSED"
+
+        a.on_reject = on_reject
         port = a.listeners[0].port
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as c:
+            c.bind(("127.0.0.1", 0))
+            c.settimeout(3)
             c.sendto(b"\r\n\r\n", ("127.0.0.1", port))
             c.sendto(b"\x00\x00\x00\x00", ("127.0.0.1", port))
             c.sendto(msg(1, b"x" * 2000), ("127.0.0.1", port))
             c.sendto(msg(2), ("127.0.0.1", port))
             await until(lambda: len(sink.got) >= 1)
             await asyncio.sleep(0.05)
+            assert c.recv(100) == b"REFUSED"  # the oversize one was answered, not delivered
         assert [d for d, _, _ in sink.got] == [msg(2)]
+        assert refused == [(len(msg(1, b"x" * 2000)), 413)]
         await a.stop()
 
     run(main())
@@ -284,8 +295,9 @@ def test_tcp_oversize_message_disconnects(run: Callable[[Coroutine[Any, Any, Non
     async def main() -> None:
         a, sink = await started(["tcp:127.0.0.1:0"], max_message_size=500)
         reader, writer = await asyncio.open_connection("127.0.0.1", a.listeners[0].port)
+        a.on_reject = lambda data, src, lst, status, reason: f"{status}".encode()
         writer.write(msg(1) + msg(2, b"x" * 1000))
-        assert await asyncio.wait_for(reader.read(), 3) == b""
+        assert await asyncio.wait_for(reader.read(), 3) == b"413"  # answered, then closed
         assert [d for d, _, _ in sink.got] == [msg(1)]  # the good message before it arrived
         writer.close()
         await a.stop()

@@ -183,6 +183,13 @@ class Core:
         finally:
             self._rearm()
 
+    def on_reject(
+        self, data: bytes, src: Endpoint, listener: Any, status: int, reason: str,
+    ) -> bytes | None:
+        """The answer to a message the transport refused (too large, unframeable stream)."""
+        self.stats["err_requests"] += 1
+        return make_response_from_raw(data, status, reason)
+
     def _on_parse_error(self, data: bytes, src: Endpoint, listener: Any, e: ParseError) -> None:
         self.stats["err_requests"] += 1
         log.info("unparseable message from %s: %s", src.hostport(), e.reason)
@@ -394,7 +401,26 @@ class Core:
                     areq = Request(self, ack, old.source, old.local)
                     areq.vars["__e2e_ack"] = True  # t_check_trans() is true for it
                     self._run_request_route(areq)
-            # 'terminated' needs nothing: the layer forgets the transaction itself
+            elif kind == "terminated":
+                self._forget(eff[1])
+
+    @staticmethod
+    def _forget(txn: Any) -> None:
+        """A transaction ended: break the reference cycles it was part of, so plain reference
+        counting frees the proxy state (the cyclic GC is then rarely needed, see server.py)."""
+        ctx = txn.context
+        txn.context = None
+        if isinstance(ctx, Branch):
+            ctx.ct = None
+            rc = ctx.rc
+        elif isinstance(ctx, ResponseContext):
+            rc = ctx
+            rc.st = None
+        else:
+            return
+        if rc.st is None and all(b.ct is None for b in rc.branches):
+            rc.branches.clear()
+            rc.data = None
 
     def _send(
         self, dest: Endpoint, data: bytes, listener: Any = None, txn: Any = None,

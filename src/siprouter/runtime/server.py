@@ -13,6 +13,7 @@ worker builds its own :class:`Server`, bound with SO_REUSEPORT and joined to its
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -100,6 +101,7 @@ class Server:
             reuse_port=peers is not None,
         ))
         core.transport = transport
+        transport.on_reject = core.on_reject
         self.core = core
         # module instances from [modules.*]; a bad setting stops the start here
         core.modules = module_instances.build_instances(s)
@@ -180,6 +182,20 @@ class Server:
                 log.exception("closing the location store failed")
 
 
+def _tune_gc() -> None:
+    """Keep the cyclic garbage collector off the hot path.
+
+    Proxy state is freed by reference counting (the runtime breaks its reference cycles when a
+    transaction ends), so the cyclic collector finds little; but with tens of thousands of live
+    transactions each full pass walks every object, which measured here as a large share of the
+    CPU per call. Objects that live for the whole run (code, settings, script) are frozen out of
+    the collector, and the young generation is collected less often.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         stream=sys.stderr,
@@ -206,6 +222,7 @@ async def _main(settings: Any, script: Any, peers: Peers | None = None,
     if ready_fd >= 0:
         os.write(ready_fd, b"R")
         os.close(ready_fd)
+    _tune_gc()
     log.info("siprouter started")
     try:
         await server.serve()

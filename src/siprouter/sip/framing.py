@@ -75,6 +75,10 @@ class StreamFramer:
         self._need = -1  # total length of the message at the head of _buf, once known
         self._crlf_run = 0  # CRLFs seen in a row between messages (2 = one ping)
 
+    def head(self, limit: int) -> bytes:
+        """The first ``limit`` bytes still buffered (the message that failed, after an error)."""
+        return bytes(self._buf[:limit])
+
     @property
     def buffered(self) -> int:
         """Bytes held for a message not yet complete."""
@@ -184,5 +188,6 @@ class StreamFramer:
             raise ParseError(400, "Content-Length is mandatory on a stream transport")
         total = head_len + length
         if total > self.max_message_size:
-            raise ParseError(513, "message too large")
+            # RFC 3261 §21.4.11: the request entity is larger than we are willing to process
+            raise ParseError(413, "Request Entity Too Large")
         return total

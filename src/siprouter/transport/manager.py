@@ -76,17 +76,34 @@ def _report(cb: OnError | None, exc: Exception, what: str) -> None:
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
-    __slots__ = ("_listener", "_max", "_on_message")
+    __slots__ = ("_listener", "_max", "_mgr", "_on_message", "_transport")
 
-    def __init__(self, listener: Listener, on_message: OnMessage, max_size: int) -> None:
+    def __init__(
+        self, listener: Listener, on_message: OnMessage, max_size: int,
+        mgr: TransportManager | None = None,
+    ) -> None:
         self._listener = listener
         self._on_message = on_message
         self._max = max_size
+        self._mgr = mgr
+        self._transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast("asyncio.DatagramTransport", transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | object, ...]) -> None:
         n = len(data)
         if n > self._max:
-            log.debug("udp: dropped %d-byte datagram from %s (over max_message_size)", n, addr)
+            log.info("udp: refused %d-byte datagram from %s (over max_message_size)", n, addr)
+            mgr = self._mgr
+            reject = mgr.on_reject if mgr is not None else None
+            if reject is not None and self._transport is not None:
+                host, port = addr[0], addr[1]
+                assert isinstance(host, str) and isinstance(port, int)
+                answer = reject(data[:8192], Endpoint("udp", host, port), self._listener,
+                                413, "Request Entity Too Large")
+                if answer:
+                    self._transport.sendto(answer, (host, port))
             return
         if n < _KEEPALIVE_MAX and not data.strip(_KEEPALIVE_BYTES):
             return
@@ -253,8 +270,17 @@ class _TcpConnection(asyncio.Protocol):
     def _drop_peer(self, exc: ParseError) -> None:
         log.info("tcp: closing connection from %s: cannot frame stream (%s)", self.remote, exc)
         self.pending.clear()
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None:
+            reject = self._mgr.on_reject
+            if reject is not None and exc.status and self.remote is not None:
+                # the answer owed (413 too large, 400 bad Content-Length) goes out before
+                # the close; the stream cannot be trusted after a framing error
+                answer = reject(self.framer.head(8192), self.remote, self.listener,
+                                exc.status, exc.reason)
+                if answer:
+                    transport.write(answer)
+            transport.close()
 
     def _arm_idle(self) -> None:
         mgr = self._mgr
@@ -295,6 +321,11 @@ class TransportManager:
         #: worker processes: asked before opening a TCP connection; True when it handed the
         #: bytes to the process that holds a connection to ``dest`` (its errors are not reported)
         self.forward: Callable[[Endpoint, bytes], bool] | None = None
+        #: asked for the answer to a message refused before it reached ``on_message`` (over
+        #: max_message_size, or a stream that cannot be framed): called with the start of its
+        #: bytes, the peer, the listener, a status and a reason; returns bytes to send back
+        #: first (or None). The transport itself knows nothing of SIP responses.
+        self.on_reject: Callable[[bytes, Endpoint, Listener, int, str], bytes | None] | None = None
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -346,7 +377,7 @@ class TransportManager:
         if spec.proto == "udp":
             max_size = self.settings.max_message_size
             transport, _ = await self.loop.create_datagram_endpoint(
-                lambda: _UdpProtocol(listener, self.on_message, max_size), sock=sock
+                lambda: _UdpProtocol(listener, self.on_message, max_size, self), sock=sock
             )
             self._udp[listener] = transport
         else:
