@@ -97,6 +97,10 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_config_options(reload)
     reload.add_argument("--pid", type=int, metavar="PID", help="process id of the server")
     reload.set_defaults(func=_cmd_reload)
+
+    from .cli_data import add_data_commands  # siprouter subscriber ... / address ...
+
+    add_data_commands(sub, _add_config_options)
     return parser
 
 
