@@ -33,7 +33,7 @@ from .auth import PROXY, WWW, Auth, AuthSettings, _err, split_list
 from .exports import BOOL, INT, STR, Export, declare
 from .modparam import load_modparams
 
-__all__ = ["AuthDb", "AuthDbSettings", "auth_modules"]
+__all__ = ["AuthDb", "AuthDbSettings", "auth_modules", "build_auth"]
 
 log = logging.getLogger("siprouter.auth_db")
 
@@ -152,13 +152,19 @@ class AuthDb:
 
 
 # -- one Auth / AuthDb per core -------------------------------------------------------------------
-def auth_modules(core: Any) -> tuple[Auth, AuthDb]:
-    """This core's auth objects, built from its settings at first use.
+def build_auth(tables: dict[str, Any], db_url: str) -> dict[str, Any]:
+    """``{"auth": Auth, "auth_db": AuthDb}`` from ``[modules.auth]`` / ``[modules.auth_db]``
+    (ModparamError names a bad setting); the subscriber table is in ``db_url`` unless
+    ``[modules.auth_db] db_url`` says otherwise. Opening does not connect yet."""
+    a = Auth(AuthSettings.from_table(tables.get("auth")))
+    dbs = AuthDbSettings.from_table(tables.get("auth_db"))
+    store = open_credential_store(dbs.db_url or db_url or "sqlite:///siprouter.sqlite")
+    return {"auth": a, "auth_db": AuthDb(a, store, dbs)}
 
-    The runtime may set ``core.modules["auth"]`` / ``["auth_db"]`` itself; otherwise they are
-    made here from ``core.settings`` (``[modules.auth]``, ``[modules.auth_db]``, ``[database]``)
-    when the core has them, else from defaults.
-    """
+
+def auth_modules(core: Any) -> tuple[Auth, AuthDb]:
+    """This core's ``core.modules["auth"]`` / ``["auth_db"]``; built at first use (from
+    ``core.settings`` when the core has them, else defaults) when the runtime did not."""
     mods: dict[str, Any] | None = getattr(core, "modules", None)
     if mods is None:
         mods = {}
@@ -168,13 +174,10 @@ def auth_modules(core: Any) -> tuple[Auth, AuthDb]:
     if a is None or db is None:
         settings = getattr(core, "settings", None)
         tables = getattr(settings, "modules", {}) or {}
-        if a is None:
-            a = mods["auth"] = Auth(AuthSettings.from_table(tables.get("auth")))
-        if db is None:
-            dbs = AuthDbSettings.from_table(tables.get("auth_db"))
-            url = dbs.db_url or getattr(getattr(settings, "database", None), "url", None)
-            db = mods["auth_db"] = AuthDb(
-                a, open_credential_store(url or "sqlite:///siprouter.sqlite"), dbs)
+        url = getattr(getattr(settings, "database", None), "url", None)
+        built = build_auth(tables, url or "")
+        a = mods.setdefault("auth", built["auth"])
+        db = mods.setdefault("auth_db", built["auth_db"])
     return a, db
 
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from .auth_db import build_auth
 from .htable import Htables
 from .nathelper import Nathelper, natping_tick
+from .permissions import build_permissions
 from .pike import Pike
 from .sanity import Sanity
 
@@ -28,6 +30,8 @@ def build_instances(settings: Any) -> dict[str, Any]:
     mods: dict[str, Any] = getattr(settings, "modules", None) or {}
     db_url = str(getattr(getattr(settings, "database", None), "url", "") or "")
     return {
+        **build_auth(mods, db_url),  # "auth", "auth_db"
+        "permissions": build_permissions(mods, db_url),
         "htable": Htables.from_settings(mods.get("htable"), db_url),
         "pike": Pike.from_settings(mods.get("pike")),
         "sanity": Sanity.from_settings(mods.get("sanity")),

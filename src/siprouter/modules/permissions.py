@@ -25,7 +25,9 @@ from ..storage.location_store import StoreError
 from .exports import INT, STR, Export, declare
 from .modparam import ModparamError, load_modparams
 
-__all__ = ["AddressTable", "Permissions", "PermissionsSettings", "permissions_for"]
+__all__ = [
+    "AddressTable", "Permissions", "PermissionsSettings", "build_permissions", "permissions_for",
+]
 
 log = logging.getLogger("siprouter.permissions")
 
@@ -145,8 +147,21 @@ class Permissions:
             req.vars[f"avp:{avp[5:-1]}"] = tag
 
 
+def build_permissions(tables: dict[str, Any], db_url: str) -> Permissions:
+    """A :class:`Permissions` from ``[modules.permissions]`` with its table loaded (a database
+    that cannot be read is logged and leaves the table empty until a reload)."""
+    ps = PermissionsSettings.from_table(tables.get("permissions"))
+    p = Permissions(open_address_store(ps.db_url or db_url or "sqlite:///siprouter.sqlite",
+                                       table=ps.address_table), ps)
+    try:
+        p.reload()
+    except StoreError as exc:
+        log.error("permissions: cannot load the address table: %s", exc)
+    return p
+
+
 def permissions_for(core: Any) -> Permissions:
-    """``core.modules["permissions"]``, built from ``core.settings`` and loaded at first use."""
+    """``core.modules["permissions"]``; built at first use when the runtime did not."""
     mods: dict[str, Any] | None = getattr(core, "modules", None)
     if mods is None:
         mods = {}
@@ -154,16 +169,9 @@ def permissions_for(core: Any) -> Permissions:
     p = mods.get("permissions")
     if p is None:
         settings = getattr(core, "settings", None)
-        tables = getattr(settings, "modules", {}) or {}
-        ps = PermissionsSettings.from_table(tables.get("permissions"))
-        url = ps.db_url or getattr(getattr(settings, "database", None), "url", None)
-        p = Permissions(open_address_store(url or "sqlite:///siprouter.sqlite",
-                                           table=ps.address_table), ps)
-        try:
-            p.reload()
-        except StoreError as exc:
-            log.error("permissions: cannot load the address table: %s", exc)
-        mods["permissions"] = p
+        url = getattr(getattr(settings, "database", None), "url", None)
+        p = mods["permissions"] = build_permissions(
+            getattr(settings, "modules", {}) or {}, url or "")
     return p
 
 
