@@ -1,0 +1,218 @@
+"""SIPp against siprouter with several worker processes on one port (--workers 1, 2, 4).
+
+SIPp's ``-t un`` gives every call its own UDP source port, so the kernel spreads the calls over
+the workers (SO_REUSEPORT hashes the source address): REGISTERs land on every worker, lookups
+on other workers than the REGISTER's, and responses from the callee (one source) reach one
+worker only -- the others' transactions get their responses handed over.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from interop_support import LOOPBACK, SippResult, SippRunner, SiprouterServer, free_port
+
+pytestmark = pytest.mark.interop
+
+WORKERS = [1, 2, 4]
+
+
+def _children(pid: int) -> set[int]:
+    """Every descendant of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents[int(entry.name)] = ppid
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        for child, parent in parents.items():
+            if parent == p and child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is gone for our purpose only once reaped; report it as alive
+        return "Z" not in Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+
+
+class _Node:
+    """A server with N workers; at teardown SIGTERM must end every process with status 0."""
+
+    def __init__(self, tmp_path: Path, workers: int) -> None:
+        self.server = SiprouterServer(tmp_path, workers=workers)
+        self.workers = workers
+
+    def start(self) -> None:
+        self.server.start()
+        assert self.server.proc is not None
+        deadline = time.monotonic() + 10
+        want = self.workers if self.workers > 1 else 0
+        while time.monotonic() < deadline and len(_children(self.server.proc.pid)) < want:
+            time.sleep(0.05)
+        kids = _children(self.server.proc.pid)
+        assert len(kids) == want, f"{len(kids)} worker processes, expected {want}"
+
+    def stop_and_check(self) -> None:
+        """Stop with SIGTERM: status 0 and no process of the node left behind."""
+        proc = self.server.proc
+        assert proc is not None
+        kids = _children(proc.pid)
+        self.server.stop_cleanly()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(k) for k in kids):
+            time.sleep(0.05)
+        left = [k for k in kids if _alive(k)]
+        assert not left, f"worker processes left after stop: {left}"
+
+    def handoffs(self) -> dict[str, int]:
+        """Sum of the workers' hand-off counters (logged at stop)."""
+        total: dict[str, int] = {}
+        for line in self.server.log_text().splitlines():
+            if " hand-offs: " in line:
+                for item in line.split(" hand-offs: ", 1)[1].split():
+                    k, _, v = item.partition("=")
+                    total[k] = total.get(k, 0) + int(v)
+        return total
+
+
+@pytest.fixture(params=WORKERS, ids=[f"workers{n}" for n in WORKERS])
+def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[_Node]:
+    n = _Node(tmp_path, request.param)
+    n.start()
+    try:
+        yield n
+    finally:
+        try:
+            if n.server.alive():
+                n.server.stop_cleanly()
+        finally:
+            n.server.kill()
+            print(n.server.log_tail(40))
+
+
+def assert_all_ok(result: SippResult, calls: int, server: SiprouterServer) -> None:
+    ok = (result.returncode, result.successful, result.failed) == (0, calls, 0)
+    assert ok, f"{result.summary()}\n{server.log_tail(30)}"
+
+
+def _register_many(sipp: SippRunner, node: _Node, users: list[str], contact_port: int) -> None:
+    """REGISTER every user with a Contact at 127.0.0.1:contact_port, each from its own port."""
+    result = sipp.run(
+        "reg_contact.xml", f"{LOOPBACK}:{node.server.port}", "-t", "un", "-max_socket", "1000",
+        "-key", "contact_port", str(contact_port),
+        calls=len(users), rate=200, timeout=60, users=users,
+    )  # fmt: skip
+    assert_all_ok(result, len(users), node.server)
+
+
+def test_register_1000_then_call_across_workers(sipp: SippRunner, node: _Node) -> None:
+    users = [f"w{i:04d}" for i in range(1000)]
+    uas_port = free_port()
+    _register_many(sipp, node, users, uas_port)
+    calls = 200
+    uas = sipp.start("uas_answer.xml", calls=calls, local_port=uas_port, timeout=60)
+    callees = users[::5]
+    uac = sipp.run(
+        "uac_call_inf.xml", f"{LOOPBACK}:{node.server.port}", "-t", "un", "-max_socket", "1000",
+        calls=calls, rate=40, timeout=60, users=callees,
+    )  # fmt: skip
+    uas_result = uas.wait()
+    assert_all_ok(uac, calls, node.server)
+    assert_all_ok(uas_result, calls, node.server)
+    node.stop_and_check()
+    counts = node.handoffs()
+    if node.workers > 1:
+        # every REGISTER was replicated to every other worker ...
+        assert counts.get("published", 0) == len(users), counts
+        assert counts.get("applied", 0) == len(users) * (node.workers - 1), counts
+        # ... and the callee's answers (one source, one worker) reached the INVITE's owner
+        assert counts.get("responses_out", 0) > 0, counts
+        assert counts.get("responses_out") == counts.get("responses_in"), counts
+        assert counts.get("dropped", 0) == 0, counts
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_cancel_gets_487_with_workers(sipp: SippRunner, tmp_path: Path, workers: int) -> None:
+    n = _Node(tmp_path, workers)
+    n.start()
+    try:
+        calls = 20
+        uas_port = free_port()
+        _register_many(sipp, n, ["carol"], uas_port)
+        uas = sipp.start("uas_ring_no_answer.xml", calls=calls, local_port=uas_port, timeout=30)
+        uac = sipp.run(
+            "uac_cancel.xml", f"{LOOPBACK}:{n.server.port}", "-t", "un", "-max_socket", "1000",
+            calls=calls, rate=10, timeout=30, service="carol",
+        )  # fmt: skip
+        uas_result = uas.wait()
+        assert_all_ok(uac, calls, n.server)
+        assert_all_ok(uas_result, calls, n.server)
+        n.stop_and_check()
+    finally:
+        n.server.kill()
+
+
+def test_restart_keeps_bindings_with_workers(sipp: SippRunner, tmp_path: Path) -> None:
+    n = _Node(tmp_path, 2)
+    n.start()
+    try:
+        users = [f"r{i:03d}" for i in range(100)]
+        uas_port = free_port()
+        _register_many(sipp, n, users, uas_port)
+        n.stop_and_check()
+        n.start()  # same port, same database
+        calls = 50
+        uas = sipp.start("uas_answer.xml", calls=calls, local_port=uas_port, timeout=30)
+        uac = sipp.run(
+            "uac_call_inf.xml", f"{LOOPBACK}:{n.server.port}", "-t", "un", "-max_socket", "1000",
+            calls=calls, rate=25, timeout=30, users=users[::2],
+        )  # fmt: skip
+        uas_result = uas.wait()
+        assert_all_ok(uac, calls, n.server)
+        assert_all_ok(uas_result, calls, n.server)
+        n.stop_and_check()
+    finally:
+        n.server.kill()
+
+
+def test_dead_worker_is_restarted(tmp_path: Path) -> None:
+    n = _Node(tmp_path, 2)
+    n.start()
+    try:
+        assert n.server.proc is not None
+        victim = min(_children(n.server.proc.pid))
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            kids = _children(n.server.proc.pid)
+            if victim not in kids and len(kids) == 2:
+                break
+            time.sleep(0.05)
+        kids = _children(n.server.proc.pid)
+        assert victim not in kids and len(kids) == 2, n.server.log_tail(20)
+        n.server.assert_alive()
+        assert "died with signal 9" in n.server.log_text()
+        n.stop_and_check()
+    finally:
+        n.server.kill()
