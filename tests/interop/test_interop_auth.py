@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from interop_support import LOOPBACK, SiprouterServer, SippRunner
+from interop_support import LOOPBACK, SippRunner, SiprouterServer
 
 SCRIPT = Path(__file__).parent / "scripts" / "auth_route.py"
 
