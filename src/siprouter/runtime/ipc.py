@@ -562,6 +562,10 @@ class ReplicatedLocation(Location):
         self.peers.sync()
         return super().dump(now)
 
+    def count(self) -> int:
+        self.peers.sync()
+        return super().count()
+
     def change(self, upserts: Sequence[Binding], deletes: Sequence[Binding]) -> None:
         if not upserts and not deletes:
             return
