@@ -69,13 +69,6 @@ def main_calls(argv: list[str]) -> int:
     p.add_argument("--warmup", type=int, default=500, help="warm-up calls (not measured)")
     p.add_argument("--rounds", type=int, default=1, help="repeat everything, alternating order")
     p.add_argument(
-        "--kamailio-usrloc",
-        choices=("sqlite", "memory"),
-        default="sqlite",
-        help="Kamailio usrloc: write-through to SQLite (db_mode 1, default, as "
-        "siprouter persists every binding) or memory only (db_mode 0)",
-    )
-    p.add_argument(
         "--smoke",
         action="store_true",
         help="tiny run: 20 calls at 20/s, one ladder step, no warm-up",
@@ -113,7 +106,7 @@ def main_calls(argv: list[str]) -> int:
     st = Settings(
         servers=a.servers, scenarios=a.scenarios, workers=a.workers, rate=a.rate,
         duration=a.duration, ladder=sorted(a.ladder), step_seconds=a.step_seconds,
-        warmup_calls=a.warmup, rounds=a.rounds, kamailio_usrloc_db=a.kamailio_usrloc == "sqlite",
+        warmup_calls=a.warmup, rounds=a.rounds,
         keep=a.keep,
     )  # fmt: skip
     if a.smoke:
