@@ -164,11 +164,23 @@ def _check_script(path: str) -> str | None:
     return None
 
 
+def _load_script(settings: Settings) -> str | None:
+    """Load the script as ``run`` does (engine, callback and KSR function names, event
+    callbacks of the module settings); an error message, or None when it loads."""
+    server = importlib.import_module("siprouter.runtime.server")
+    loader = importlib.import_module("siprouter.scripting.loader")
+    try:
+        server.load_configured_script(settings)
+    except loader.ScriptError as exc:
+        return f"cannot load the routing script: {exc}"
+    return None
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     settings = _load(args)
     if settings is None:
         return 1
-    problem = _check_script(settings.server.script)
+    problem = _check_script(settings.server.script) or _load_script(settings)
     if problem is not None:
         _fail(problem)
         return 1

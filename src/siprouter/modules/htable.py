@@ -77,6 +77,12 @@ class HtableParams:
     tables: dict[str, Any] = field(default_factory=dict)  # name -> TOML table of attributes
     db_url: str = ""  # default: the [database] url
     timer_interval: int = 20  # Kamailio: seconds between expiry sweeps (siprouter sweeps each s)
+    # the script function called with "htable:mod-init" at start (Kamailio's event_callback;
+    # scripting.events checks the name at load and raises the event)
+    event_callback: str = ""
+    # Kamailio (default 0): 0 after module init, 1 in the first worker; here both mean once per
+    # worker at start, before its first message (each worker holds its own tables)
+    event_callback_mode: int = 0
 
 
 _ATTRS: dict[str, type] = {

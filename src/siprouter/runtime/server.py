@@ -23,6 +23,7 @@ from typing import Any
 
 from ..modules import instances as module_instances
 from ..proxy.routing import LocalAddresses
+from ..scripting.events import check_event_callbacks, raise_event
 from ..scripting.loader import ScriptError, load_script
 from ..transaction.layer import TransactionLayer
 from ..transaction.timers import TimerSettings
@@ -127,6 +128,8 @@ class Server:
             peers.attach(loop, core, transport)
         for lst in transport.listeners:
             log.info("listening on %s", lst)
+        # module events for the script (Kamailio's htable event_callback: "htable:mod-init")
+        raise_event(core, "htable", "htable:mod-init", s.modules)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:
@@ -235,8 +238,11 @@ async def _main(settings: Any, script: Any, peers: Peers | None = None,
 def load_configured_script(settings: Any) -> Any:
     """The routing script of ``settings`` with its loaded modules and defines."""
     srv = settings.server
-    return load_script(srv.script, modules=getattr(srv, "modules", None),
-                       defines=getattr(srv, "defines", None))
+    script = load_script(srv.script, modules=getattr(srv, "modules", None),
+                         defines=getattr(srv, "defines", None))
+    # event callbacks named in [modules.*] settings must be functions of the script
+    check_event_callbacks(script, getattr(settings, "modules", None))
+    return script
 
 
 def _write_pid_file(settings: Any) -> None:

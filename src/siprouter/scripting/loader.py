@@ -47,6 +47,10 @@ class Script:
         fn = getattr(self.module, name, None)
         return fn if callable(fn) else None
 
+    def resolve_event(self, name: str) -> Callable[[Any, str], Any] | None:
+        """An event callback named in module settings: ``name(ctx, event_name)``."""
+        return self.resolve(name)
+
 
 def load_script(
     path: str | None, *, modules: Iterable[str] | None = None,

@@ -113,6 +113,23 @@ class LuaScript:
         self._cache[name] = wrapped
         return wrapped
 
+    def resolve_event(self, name: str) -> Callable[[Any, str], Any] | None:
+        """An event callback: Lua ``name(evname)`` run with ``ctx`` as the message."""
+        fn = self._g[name]
+        if fn is None or self._lua_type(fn) != "function":
+            return None
+        state = self.state
+
+        def event(ctx: Any, evname: str) -> None:
+            prev = state.msg
+            state.msg = ctx
+            try:
+                fn(evname)
+            finally:
+                state.msg = prev
+
+        return event
+
     def _wrap(self, fn: Any) -> Callable[[Any], Any]:
         state = self.state
 

@@ -84,6 +84,23 @@ class KemiPythonScript:
         self._cache[name] = wrapped
         return wrapped
 
+    def resolve_event(self, name: str) -> Callable[[Any, str], Any] | None:
+        """An event callback: ``name(evname)`` (a method in app_python3 style)."""
+        fn = getattr(self.target, name, None)
+        if not callable(fn):
+            return None
+        state = self.state
+
+        def event(ctx: Any, evname: str) -> Any:
+            prev = state.msg
+            state.msg = ctx
+            try:
+                return fn(evname)
+            finally:
+                state.msg = prev
+
+        return event
+
     def _wrap(self, fn: Callable[..., Any], with_msg: bool) -> Callable[[Any], Any]:
         state = self.state
 
