@@ -325,8 +325,10 @@ class Proxy:
             return
         assert best.response is not None
         resp = best.response
-        if rc.failure_handler is not None and not rc.cancelled:
-            # a failure callback runs once; it arms itself again (t_on_failure) if it wants
+        if rc.failure_handler is not None:
+            # a failure callback runs once; it arms itself again (t_on_failure) if it wants.
+            # As in Kamailio it runs for a cancelled transaction too (scripts test
+            # t_is_canceled() there); new branches are refused then (tm's t_relay)
             handler = rc.failure_handler
             rc.failure_handler = None
             rc.in_failure = True

@@ -594,6 +594,8 @@ class Core:
             # ACK is never relayed statefully (§16.11: forwarded statelessly)
             return self.forward_stateless(req)
         rc = req.rc
+        if rc is not None and rc.cancelled:
+            return False  # Kamailio: no new branch once the transaction is cancelled
         new_context = rc is None
         if rc is None:
             st = req.st
