@@ -76,7 +76,10 @@ def _parse_subst(expr: str) -> tuple[re.Pattern[str], str, int] | None:
     if len(parts) != 3:
         return None
     flags = parts[2]
-    p = _re(parts[0], re.IGNORECASE if "i" in flags else 0)
+    # Kamailio (core/re.c) compiles with REG_NEWLINE: ^ and $ match at every line and . stops
+    # at a newline; flag "s" drops REG_NEWLINE
+    cflags = re.DOTALL if "s" in flags else re.MULTILINE
+    p = _re(parts[0], cflags | (re.IGNORECASE if "i" in flags else 0))
     if p is None:
         return None
     repl = re.sub(r"\\(\d)", r"\\g<\1>", parts[1])
