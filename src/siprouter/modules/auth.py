@@ -154,6 +154,13 @@ class AuthSettings:
         return self.algorithm or ["MD5"]
 
 
+# The key used when no ``secret`` is configured: made once when this module is imported. The
+# runtime imports it before forking its workers, so every worker of a node shares it and can
+# check the nonces the others issued; it changes at each start (nonces then go stale: the UA
+# simply answers the new challenge), as Kamailio's random secret does.
+NODE_KEY = os.urandom(32)
+
+
 class Secret:
     """Nonce generation and checking with one HMAC key (see the module docstring)."""
 
@@ -161,7 +168,7 @@ class Secret:
 
     def __init__(self, secret: str | bytes | None = None) -> None:
         if secret is None:
-            self._key = os.urandom(32)
+            self._key = NODE_KEY
         else:
             self._key = secret.encode() if isinstance(secret, str) else secret
 

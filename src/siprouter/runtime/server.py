@@ -292,5 +292,9 @@ def run(settings: Any) -> int:
         with _runner() as runner:
             return runner.run(_main(settings, script, peers, specs, ready_fd))
 
+    # modules whose process-wide state the workers must share are imported before the fork
+    # (auth's default nonce key: any worker must accept the nonces another one issued)
+    import siprouter.modules.auth  # noqa: F401
+
     _write_pid_file(settings)  # the supervisor's pid: SIGHUP to it reaches every worker
     return supervise(n, worker_main)

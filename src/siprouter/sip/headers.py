@@ -67,7 +67,7 @@ _CSEQ_RE = re.compile(rf"{_SWS}([0-9]+){_LWS}({_TOKEN}){_SWS}")
 _QUOTED_AT_RE = re.compile(_QUOTED, re.DOTALL)
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 _DISPLAY_TOKENS_RE = re.compile(rf"{_TOKEN}(?:{_LWS}{_TOKEN})*")
-_BAD_URI_CHAR_RE = re.compile(r"[ \t\r\n<]")
+_BAD_URI_CHAR_RE = re.compile(r"[ \t\r\n<>\"]")
 _NEEDS_QUOTES_RE = re.compile(r"[^A-Za-z0-9\-.!%*_+`'~ ]")
 
 _MAX_CSEQ = 2**31 - 1
