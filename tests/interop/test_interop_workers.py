@@ -216,3 +216,19 @@ def test_dead_worker_is_restarted(tmp_path: Path) -> None:
         n.stop_and_check()
     finally:
         n.server.kill()
+
+
+def test_workers_end_when_the_main_process_is_killed(tmp_path: Path) -> None:
+    n = _Node(tmp_path, 2)
+    n.start()
+    try:
+        assert n.server.proc is not None
+        kids = _children(n.server.proc.pid)
+        n.server.proc.kill()  # SIGKILL: no chance to stop the workers itself
+        n.server.proc.wait(5)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_alive(k) for k in kids):
+            time.sleep(0.05)
+        assert not [k for k in kids if _alive(k)], "workers outlived the main process"
+    finally:
+        n.server.kill()
