@@ -217,16 +217,24 @@ class Location:
             self.change((), old)
         return old
 
+    def apply_replicated(self, upserts: Sequence[Binding], deletes: Sequence[Binding]) -> None:
+        """Apply a change another worker already persisted: memory only, no store write.
+
+        Same matching as :meth:`change` (``(aor, contact)``); idempotent, so a change applied
+        twice, or one already loaded from the store, leaves the table as it was."""
+        if upserts or deletes:
+            self._apply_memory(upserts, deletes)
+
+    def expired(self, now: float) -> list[Binding]:
+        """The bindings whose ``expires <= now`` (not removed)."""
+        return [b for lst in self._records.values() for b in lst if b.expires <= now]
+
     def sweep(self, now: float) -> list[Binding]:
         """Remove every expired binding (``expires <= now``) from memory and the store.
 
         Walks every AoR (like usrloc's timer); call it every few tens of seconds. A store failure
         here is logged, not raised: the bindings are dead anyway and ``load_all`` drops them."""
-        expired: list[Binding] = []
-        for lst in self._records.values():
-            for b in lst:
-                if b.expires <= now:
-                    expired.append(b)
+        expired = self.expired(now)
         if not expired:
             return expired
         try:

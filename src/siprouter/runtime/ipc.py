@@ -577,11 +577,12 @@ class ReplicatedLocation(Location):
         self.peers.sync()
         if self.sweeps_store:
             return super().sweep(now)
-        expired = [b for lst in self._records.values() for b in lst if b.expires <= now]
+        expired = self.expired(now)
         if expired:
-            self._apply_memory((), expired)
+            self.apply_replicated((), expired)
         return expired
 
     def _on_remote_change(self, payload: Any) -> None:
         ups, dels = payload
-        self._apply_memory([Binding.from_row(r) for r in ups], [Binding.from_row(r) for r in dels])
+        self.apply_replicated([Binding.from_row(r) for r in ups],
+                              [Binding.from_row(r) for r in dels])
