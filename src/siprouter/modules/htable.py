@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import operator
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -156,15 +156,26 @@ def parse_table_definition(text: str) -> TableSpec:
 
 
 class HTable:
-    """One named table: key -> [value, expires] (expires 0 = never)."""
+    """One named table: key -> [value, expires] (expires 0 = never).
 
-    __slots__ = ("items", "spec")
+    With ``bus`` set (worker processes, :meth:`Htables.replicate`) every write is published on
+    the ``htable`` topic as the operation and its arguments, ``now`` included, so every worker
+    replays it to the same result; every read first drains the bus (``bus.sync()``). The
+    private ``_``-methods change memory only and never drain (they run inside a drain)."""
+
+    __slots__ = ("bus", "items", "spec")
 
     def __init__(self, spec: TableSpec) -> None:
         self.spec = spec
         self.items: dict[str, list[Any]] = {}
+        self.bus: Any = None  # runtime.ipc.Peers of the node's workers, None in one process
 
     def _live(self, key: str, now: float) -> list[Any] | None:
+        if self.bus is not None:
+            self.bus.sync()
+        return self._item(key, now)
+
+    def _item(self, key: str, now: float) -> list[Any] | None:
         it = self.items.get(key)
         if it is None:
             return None
@@ -177,6 +188,9 @@ class HTable:
         ae = self.spec.autoexpire
         return now + ae if ae else 0.0
 
+    def _publish(self, *op: Any) -> None:
+        self.bus.publish("htable", (self.spec.name, *op))
+
     def get(self, key: str, now: float) -> str | int | None:
         it = self._live(key, now)
         if it is None:
@@ -184,8 +198,20 @@ class HTable:
         v: str | int = it[0]
         return v
 
+    def has(self, key: str, now: float) -> bool:
+        """Whether ``key`` holds an unexpired item."""
+        return self._live(key, now) is not None
+
     def set(self, key: str, value: str | int, now: float, expires: float | None = None) -> None:
-        it = self._live(key, now)
+        if self.bus is not None:
+            self.bus.sync()
+            self._set(key, value, now, expires)
+            self._publish("s", key, value, now, expires)
+        else:
+            self._set(key, value, now, expires)
+
+    def _set(self, key: str, value: str | int, now: float, expires: float | None) -> None:
+        it = self._item(key, now)
         if expires is not None:
             exp = now + expires if expires > 0 else 0.0
         elif it is not None and not self.spec.updateexpire:
@@ -194,9 +220,35 @@ class HTable:
             exp = self._expiry(now)
         self.items[key] = [value, exp]
 
+    def set_expires(self, key: str, expires: float, now: float) -> bool:
+        """Expire an existing item ``expires`` seconds from ``now`` (0: never); False if none."""
+        if self.bus is not None:
+            self.bus.sync()
+            if not self._set_expires(key, expires, now):
+                return False
+            self._publish("x", key, expires, now)
+            return True
+        return self._set_expires(key, expires, now)
+
+    def _set_expires(self, key: str, expires: float, now: float) -> bool:
+        it = self._item(key, now)
+        if it is None:
+            return False
+        it[1] = now + expires if expires > 0 else 0.0
+        return True
+
     def add(self, key: str, delta: int, now: float) -> int | None:
         """Add ``delta`` to an integer item (a missing one starts at initval); None if none."""
-        it = self._live(key, now)
+        if self.bus is not None:
+            self.bus.sync()
+            v = self._add(key, delta, now)
+            if v is not None:  # deltas commute: concurrent increments on two workers add up
+                self._publish("a", key, delta, now)
+            return v
+        return self._add(key, delta, now)
+
+    def _add(self, key: str, delta: int, now: float) -> int | None:
+        it = self._item(key, now)
         if it is None:
             if self.spec.initval is None:
                 return None
@@ -212,9 +264,18 @@ class HTable:
         return n
 
     def remove(self, key: str) -> bool:
+        if self.bus is not None:
+            self.bus.sync()
+            self._publish("d", key)
         return self.items.pop(key, None) is not None
 
     def remove_matching(self, pattern: re.Pattern[str]) -> int:
+        if self.bus is not None:
+            self.bus.sync()
+            self._publish("r", pattern.pattern, pattern.flags)
+        return self._remove_matching(pattern)
+
+    def _remove_matching(self, pattern: re.Pattern[str]) -> int:
         gone = [k for k in self.items if pattern.search(k)]
         for k in gone:
             del self.items[k]
@@ -233,23 +294,62 @@ class HTable:
             pred = re.compile(value).search
         else:
             raise ValueError(f"unknown match operator {op!r} (eq, ne, re, sw)")
+        if self.bus is not None:
+            self.bus.sync()
         return any(pred(k) and (not it[1] or it[1] > now) for k, it in self.items.items())
 
     def reset(self) -> None:
+        if self.bus is not None:
+            self.bus.sync()
+            self._publish("z")
         self.items.clear()
 
     def sweep(self, now: float) -> int:
+        """Drop expired items (every worker sweeps its own copy: expiry times are equal)."""
+        if self.bus is not None:
+            self.bus.sync()
         gone = [k for k, it in self.items.items() if it[1] and it[1] <= now]
         for k in gone:
             del self.items[k]
         return len(gone)
 
     def dump(self, now: float) -> Iterator[tuple[str, str | int, float]]:
+        if self.bus is not None:
+            self.bus.sync()
         for k, (v, exp) in list(self.items.items()):
             if not exp or exp > now:
                 yield k, v, exp
 
+    def apply_replicated(self, op: str, args: Sequence[Any]) -> None:
+        """Replay a write another worker published (memory only, no publish, no drain).
+        ``ValueError`` for an unknown operation or malformed arguments."""
+        try:
+            if op == "s":
+                key, value, now, expires = args
+                self._set(key, value, now, expires)
+            elif op == "a":
+                key, delta, now = args
+                self._add(key, delta, now)
+            elif op == "x":
+                key, expires, now = args
+                self._set_expires(key, expires, now)
+            elif op == "d":
+                self.items.pop(args[0], None)
+            elif op == "r":
+                self._remove_matching(re.compile(args[0], args[1]))
+            elif op == "z":
+                self.items.clear()
+            elif op == "m":  # a snapshot for a restarted worker: (key, value, expires) rows
+                for key, value, exp in args[0]:
+                    self.items[key] = [value, exp]
+            else:
+                raise ValueError(f"unknown htable operation {op!r}")
+        except (TypeError, IndexError, re.error) as e:
+            raise ValueError(f"bad htable operation {op!r}: {e}") from None
+
     def __len__(self) -> int:
+        if self.bus is not None:
+            self.bus.sync()
         return len(self.items)
 
 
@@ -259,6 +359,9 @@ class Htables:
     def __init__(self, specs: list[TableSpec] | None = None, store: Any = None) -> None:
         self.tables: dict[str, HTable] = {}
         self.store = store
+        self.peers: Any = None  # runtime.ipc.Peers once replicated
+        #: this instance writes ``dbmode=1`` tables back at stop (one worker of a node does)
+        self.saves_store = True
         for spec in specs or []:
             if spec.name in self.tables:
                 raise ModparamError(f"[modules.htable] table {spec.name!r} declared twice")
@@ -301,7 +404,7 @@ class Htables:
     def save(self, now: float) -> int:
         """Write back the tables with ``dbmode=1`` (at stop); returns the item count."""
         n = 0
-        if self.store is None:
+        if self.store is None or not self.saves_store:
             return 0
         for t in self.tables.values():
             if t.spec.dbtable and t.spec.dbmode == 1:
@@ -316,6 +419,57 @@ class Htables:
 
     def sweep(self, now: float) -> int:
         return sum(t.sweep(now) for t in self.tables.values())
+
+    # -- worker processes ---------------------------------------------------------------------
+    def replicate(self, peers: Any, *, saves_store: bool = False) -> None:
+        """Keep every table equal on all workers of the node through ``peers``
+        (:class:`~siprouter.runtime.ipc.Peers`): from now on changes of the other workers are
+        applied, and a restarted worker gets a snapshot from the lowest-indexed other worker;
+        from :meth:`publish_writes` on, this worker's writes are published on the ``htable``
+        topic and its reads drain the bus first. Only the instance given ``saves_store``
+        writes tables back at stop."""
+        self.peers = peers
+        self.saves_store = saves_store
+        peers.subscribe("htable", self._on_remote_change)
+        peers.on_peer_start(self._send_snapshot)
+
+    def publish_writes(self) -> None:
+        """Start publishing writes (after the ``htable:mod-init`` event: every worker runs it,
+        so what it writes stays local, and a restarted worker's initial values never
+        overwrite the node's live ones -- the snapshot it receives does the reverse)."""
+        if self.peers is not None:
+            for t in self.tables.values():
+                t.bus = self.peers
+
+    def _on_remote_change(self, payload: Any) -> None:
+        if not isinstance(payload, tuple) or len(payload) < 2:
+            log.error("htable: malformed replicated change dropped")
+            return
+        t = self.tables.get(payload[0])
+        if t is None:
+            log.error("htable: replicated change for unknown table %r", payload[0])
+            return
+        try:
+            t.apply_replicated(payload[1], payload[2:])
+        except ValueError as e:
+            log.error("htable: replicated change dropped: %s", e)
+
+    def _send_snapshot(self, peer: int) -> None:
+        peers = self.peers
+        if peers.index != (1 if peer == 0 else 0):
+            return  # the lowest-indexed worker other than the restarted one answers
+        peers.sync()
+        for t in self.tables.values():
+            rows: list[tuple[str, str | int, float]] = []
+            size = 0
+            for key, value, exp in t.dump(0.0):
+                rows.append((key, value, exp))
+                size += len(key) + (len(value) if isinstance(value, str) else 8) + 24
+                if size > _SNAPSHOT_BYTES:
+                    peers.publish_to(peer, "htable", (t.spec.name, "m", rows))
+                    rows, size = [], 0
+            if rows:
+                peers.publish_to(peer, "htable", (t.spec.name, "m", rows))
 
     def get_table(self, name: str) -> HTable | None:
         return self.tables.get(name)
@@ -335,6 +489,7 @@ def htables_for(core: Any) -> Htables:
 
 
 _EMPTY = Htables()
+_SNAPSHOT_BYTES = 48_000  # rows per snapshot datagram, well below the bus receive size
 
 
 def _now(msg: Any) -> float:
@@ -384,12 +539,7 @@ def sht_setex(msg: Any, table: str, key: str, expires: int) -> int:
     t = _table(msg, table)
     if t is None:
         return -1
-    now = _now(msg)
-    it = t._live(key, now)
-    if it is None:
-        return -1
-    it[1] = now + expires if expires > 0 else 0.0
-    return 1
+    return 1 if t.set_expires(key, expires, _now(msg)) else -1
 
 
 def sht_inc(msg: Any, table: str, key: str) -> int:
@@ -445,7 +595,7 @@ def sht_is_null(msg: Any, table: str, key: str) -> int:
     t = htables_for(msg.core).tables.get(table)
     if t is None:
         return 2
-    if t._live(key, _now(msg)) is not None:
+    if t.has(key, _now(msg)):
         return -2
     return -1 if t.spec.initval is not None else 1
 

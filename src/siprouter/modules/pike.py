@@ -60,7 +60,8 @@ _CHECKS = {
 class Pike:
     """Per-IP hit counters. ``check(ip, now)`` -> OK / BLOCKED / NEW_BLOCKED."""
 
-    __slots__ = ("_last_sweep", "limit", "nodes", "remove_latency", "unit")
+    __slots__ = ("_last_sweep", "_outbox", "bus", "limit", "nodes", "remove_latency", "step",
+                 "unit")
 
     def __init__(self, params: PikeParams | None = None) -> None:
         p = params or PikeParams()
@@ -68,14 +69,20 @@ class Pike:
         self.limit = p.reqs_density_per_unit
         self.remove_latency = float(p.remove_latency)
         # ip -> [unit index of the current slot, prev hits, curr hits, red flag, last seen]
+        # (replicated: a 6th item, hits of the current unit not yet published)
         self.nodes: dict[str, list[Any]] = {}
         self._last_sweep = 0.0
+        self.bus: Any = None  # runtime.ipc.Peers of the node's workers, None in one process
+        self.step = 0  # replicated: hits of one IP in one unit published together
+        self._outbox: list[tuple[str, int, int, bool, float]] = []
 
     @classmethod
     def from_settings(cls, table: Mapping[str, Any] | None) -> Pike:
         return cls(load_modparams(PikeParams, "pike", table, _CHECKS))
 
     def check(self, ip: str, now: float) -> int:
+        if self.bus is not None:
+            return self._check_replicated(ip, now)
         unit = int(now // self.unit)
         node = self.nodes.get(ip)
         if node is None or now - node[4] > self.remove_latency:
@@ -97,6 +104,98 @@ class Pike:
             return NEW_BLOCKED
         return OK
 
+    # -- worker processes ---------------------------------------------------------------------
+    def replicate(self, peers: Any) -> None:
+        """Count hits node-wide through ``peers`` (:class:`~siprouter.runtime.ipc.Peers`).
+
+        Each worker counts its own hits at once and publishes them on the ``pike`` topic in
+        batches of :attr:`step` hits per IP and unit (the rest of a batch at the next unit or
+        :meth:`sweep`); an IP found hot is published at once as red. Every count of a worker
+        therefore lacks at most ``(workers - 1) * (step - 1)`` hits of the others: with
+        ``step = max(2, limit // (4 * workers))`` a flood spread over all workers is caught
+        below 1.25x the limit, and an IP sending less than ``step`` requests a unit to a
+        worker costs no message but the one batched per second."""
+        self.bus = peers
+        self.step = max(2, self.limit // (4 * max(1, peers.count)))
+        for ip, node in self.nodes.items():
+            if len(node) < 6:
+                self.nodes[ip] = [*node, 0]
+        peers.subscribe("pike", self._on_remote_hits)
+
+    def _check_replicated(self, ip: str, now: float) -> int:
+        self.bus.sync()
+        unit = int(now // self.unit)
+        node = self.nodes.get(ip)
+        if node is None or now - node[4] > self.remove_latency:
+            node = self.nodes[ip] = [unit, 0, 0, False, now, 0]
+            if len(self.nodes) > 1024 and now - self._last_sweep >= self.unit:
+                self.sweep(now)
+        elif node[0] != unit:
+            if node[5]:
+                if unit - node[0] == 1:
+                    self._outbox.append((ip, node[0], node[5], False, now))
+                node[5] = 0
+            self._roll(node, unit)
+        node[2] += 1
+        node[4] = now
+        node[5] += 1
+        limit = self.limit
+        prev, curr = node[1], node[2]
+        if node[3]:
+            result = BLOCKED
+        elif prev >= limit or curr >= limit or (prev + curr) >> 1 >= limit:
+            node[3] = True
+            log.warning("pike: blocking %s (%d requests in %.0f s)", ip, prev + curr,
+                        2 * self.unit)
+            self.bus.publish("pike", [(ip, unit, node[5], True, now)])
+            node[5] = 0
+            return NEW_BLOCKED
+        else:
+            result = OK
+        if node[5] >= self.step:
+            self.bus.publish("pike", [(ip, unit, node[5], False, now)])
+            node[5] = 0
+        return result
+
+    def _on_remote_hits(self, payload: Any) -> None:
+        lat = self.remove_latency
+        try:
+            for ip, unit, hits, red, now in payload:
+                node = self.nodes.get(ip)
+                if node is None or now - node[4] > lat:
+                    node = self.nodes[ip] = [unit, 0, 0, False, now, 0]
+                elif unit > node[0]:
+                    if node[5]:
+                        if unit - node[0] == 1:
+                            self._outbox.append((ip, node[0], node[5], False, now))
+                        node[5] = 0
+                    self._roll(node, unit)
+                if unit == node[0]:
+                    node[2] += hits
+                elif unit == node[0] - 1:
+                    node[1] += hits
+                if red:
+                    node[3] = True
+                if now > node[4]:
+                    node[4] = now
+        except (TypeError, ValueError) as e:
+            log.error("pike: malformed replicated hits dropped: %s", e)
+
+    def flush(self) -> int:
+        """Publish every hit not yet published (replicated only; :meth:`sweep` calls it)."""
+        bus = self.bus
+        if bus is None:
+            return 0
+        out = self._outbox
+        self._outbox = []
+        for ip, node in self.nodes.items():
+            if node[5]:
+                out.append((ip, node[0], node[5], False, node[4]))
+                node[5] = 0
+        for i in range(0, len(out), 500):
+            bus.publish("pike", out[i : i + 500])
+        return len(out)
+
     def _roll(self, node: list[Any], unit: int) -> None:
         elapsed = unit - node[0]
         if elapsed == 1:
@@ -112,6 +211,8 @@ class Pike:
                 log.warning("pike: unblocking an IP (below the limit again)")
 
     def is_blocked(self, ip: str, now: float) -> bool:
+        if self.bus is not None:
+            self.bus.sync()
         node = self.nodes.get(ip)
         if node is None or now - node[4] > self.remove_latency:
             return False
@@ -121,8 +222,11 @@ class Pike:
         return bool(node[3])
 
     def sweep(self, now: float) -> int:
-        """Forget IPs not seen for ``remove_latency`` seconds."""
+        """Forget IPs not seen for ``remove_latency`` seconds (replicated: publish first every
+        hit not yet published)."""
         self._last_sweep = now
+        if self.bus is not None:
+            self.flush()
         lat = self.remove_latency
         gone = [ip for ip, n in self.nodes.items() if now - n[4] > lat]
         for ip in gone:
@@ -131,6 +235,8 @@ class Pike:
 
     def list(self, now: float) -> list[tuple[str, int, int, bool]]:
         """(ip, hits in the previous unit, hits in the current unit, blocked) of known IPs."""
+        if self.bus is not None:
+            self.bus.sync()
         out = []
         for ip, n in self.nodes.items():
             if now - n[4] <= self.remove_latency:

@@ -172,6 +172,7 @@ class Peers:
         self._bus_sock: socket.socket | None = None
         self._out: dict[tuple[int, str], _Channel] = {}
         self._topics: dict[str, Callable[[Any], None]] = {}
+        self._on_start: list[Callable[[int], None]] = []
         self._queries: dict[int, _Query] = {}
         self._qids = itertools.count(1)
         self._handing = False  # inside a hand-off from a peer: never hand it on again
@@ -327,6 +328,19 @@ class Peers:
         self.stats["published"] += 1
         if waiting:
             self._wait_flushed(waiting, PUBLISH_WAIT)
+
+    def publish_to(self, peer: int, topic: str, payload: Any) -> bool:
+        """Send one change to one peer only (a state snapshot for a restarted worker); no wait.
+        False when the peer cannot be reached."""
+        if peer == self.index or not 0 <= peer < self.count:
+            return False
+        data = _pack(b"S", self.index, text=topic, payload=marshal.dumps(payload))
+        return self._send(peer, "b", data)
+
+    def on_peer_start(self, handler: Callable[[int], None]) -> None:
+        """Call ``handler(index)`` when worker ``index`` (re)starts and says hello: the place to
+        send it the state it missed (:meth:`publish_to`)."""
+        self._on_start.append(handler)
 
     def sync(self) -> int:
         """Apply every change waiting on the bus socket (non-blocking); returns how many."""
@@ -531,6 +545,11 @@ class Peers:
                 del self.tcp_owner[key]
             for host, p in self._own_keys:
                 self._send(sender, "m", _pack(b"O", self.index, 0, _NO_LISTENER, "tcp", p, host))
+            for handler in self._on_start:
+                try:
+                    handler(sender)
+                except Exception:
+                    log.exception("ipc: sending state to restarted worker %d failed", sender)
 
 
 class ReplicatedLocation(Location):

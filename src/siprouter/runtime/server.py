@@ -105,7 +105,7 @@ class Server:
         transport.on_reject = core.on_reject
         self.core = core
         # module instances from [modules.*]; a bad setting stops the start here
-        core.modules = module_instances.build_instances(s)
+        core.modules = module_instances.build_instances(s, peers)
         module_instances.start(core.modules, time.time())
         self.transport = transport
         if peers is not None:
@@ -130,6 +130,7 @@ class Server:
             log.info("listening on %s", lst)
         # module events for the script (Kamailio's htable event_callback: "htable:mod-init")
         raise_event(core, "htable", "htable:mod-init", s.modules)
+        module_instances.started(core.modules)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:
