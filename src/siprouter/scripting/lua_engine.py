@@ -25,7 +25,10 @@ _SETUP = """
 local ksr_unloaded = ...
 return function(path, t, top)
   return setmetatable(t, {__index = function(_, k)
-    if top and ksr_unloaded[k] then return nil end
+    -- KSR holds the loaded modules only, as in Kamailio: a module that is not loaded
+    -- (declared here or not: rtpproxy, rtpengine ...) is nil, so `if KSR.m then` works;
+    -- misspelt KSR.<fn>( calls are load errors (check_source)
+    if top then return nil end
     error(path .. "." .. tostring(k) .. ": no such function" ..
           (top and " or module" or ""), 2)
   end})
