@@ -35,7 +35,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..sip.build import make_response, new_tag
-from ..sip.message import SipMessage
+from ..sip.message import SipMessage, parse_message
 from ..sip.types import Endpoint
 
 log = logging.getLogger(__name__)
@@ -409,8 +409,6 @@ class Proxy:
         return True
 
     def _local_response(self, rc: ResponseContext, status: int, reason: str | None) -> SipMessage:
-        from ..sip.message import parse_message
-
         return parse_message(self._local_response_bytes(rc, status, reason))
 
     def _local_response_bytes(self, rc: ResponseContext, status: int, reason: str | None) -> bytes:

@@ -661,9 +661,8 @@ class Core:
                 self._add_record_route(bmsg, req, out)
             idx = len(rc.branches)
             branch = f"{self.branch_prefix}{base_hash}.{idx}"
-            bmsg.insert_top(
-                "Via", f"SIP/2.0/{out.proto.upper()} {out.hostport()};branch={branch}"
-            )
+            bmsg.push_via(Via(out.proto.upper(), out.advertise_host, out.advertise_port,
+                              {"branch": branch}))
             onsend = getattr(self.script, "onsend_route", None)
             if onsend is not None:
                 # Kamailio onsend_route: the last look at what leaves; drop() stops the send

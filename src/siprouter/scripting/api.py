@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
+from ..sip.headers import parse_name_addr
 from ..sip.message import SipMessage
 from ..sip.types import Endpoint
 
@@ -168,8 +169,6 @@ class Request:
         return self.core.me.is_myself(self.msg.ruri if uri is None else uri)
 
     def from_is_myself(self) -> bool:
-        from ..sip.headers import parse_name_addr
-
         try:
             return self.core.me.is_myself(parse_name_addr(self.msg.get("from") or "").uri)
         except ValueError:

@@ -27,10 +27,9 @@ differs from the request method, a missing Call-ID ...) are checked by ``sip.val
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import re
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .headers import Via
+from .headers import Via, parse_via, split_commas
 
 __all__ = [
     "COMPACT_FORMS",
@@ -109,8 +108,6 @@ _DISPLAY: dict[str, str] = {
 }
 
 _name_cache: dict[str, str] = {}
-# names as written in parsed messages -> canonical name; filled only with validated tokens
-_parse_names: dict[str, str] = {}
 
 
 def canonical_name(name: str) -> str:
@@ -262,8 +259,6 @@ class SipMessage:
 
     def values(self, name: str) -> list[str]:
         """Comma-separated values over every line of header ``name`` (quotes and <> respected)."""
-        from .headers import split_commas
-
         out: list[str] = []
         for v in self.get_all(name):
             out.extend(split_commas(v))
@@ -351,6 +346,11 @@ class SipMessage:
                 hdrs.append(entry)
         self._invalidate(c)
 
+    def push_via(self, via: Via) -> None:
+        """Insert ``via`` as the new top Via (a proxy's own; no reparse of what we wrote)."""
+        self.insert_top("Via", via.to_string())
+        self._via1 = via
+
     def remove(self, name: str) -> int:
         """Remove every line of header ``name``; returns how many were removed."""
         c = canonical_name(name)
@@ -363,8 +363,6 @@ class SipMessage:
 
     def remove_first_value(self, name: str) -> str | None:
         """Remove the first comma-separated value of header ``name`` and return it."""
-        from .headers import split_commas
-
         c = canonical_name(name)
         hdrs = self._hdrs
         for i, h in enumerate(hdrs):
@@ -448,8 +446,6 @@ class SipMessage:
             raw = self.get("via")
             if raw is None:
                 raise ValueError("no Via header")
-            from .headers import parse_via
-
             first = parse_via(raw)
             if not first:
                 raise ValueError("empty Via header")
@@ -461,8 +457,6 @@ class SipMessage:
         """Every Via, parsed (cached until a Via is edited; ValueError when one is bad)."""
         out = self._vias
         if out is None:
-            from .headers import parse_via
-
             out = []
             for v in self.get_all("via"):
                 out.extend(parse_via(v))
@@ -576,6 +570,72 @@ def _tag_of(value: str | None) -> str | None:
     return None
 
 
+# One header line, CRLF-terminated: name (anything but ':' and line ends), ':' and the rest.
+_HDR_LINE_RE = re.compile(r"([^\r\n:]*):([^\r\n]*)\r\n")
+# written name -> (canonical name, name as written without trailing LWS); valid tokens only
+_parse_entries: dict[str, tuple[str, str]] = {}
+
+
+def _fast_headers(hdrs: list[list[str | None]], block: str) -> bool:
+    """The common case in C: CRLF lines, no folding, header names seen before.
+
+    Returns False (and the caller starts over with :func:`_slow_headers`, which also gives
+    the errors) when any line does not fit: a folded line, a bare LF, a new or bad name.
+    """
+    found = _HDR_LINE_RE.findall(block)
+    if len(found) != block.count("\n") or len(found) != block.count("\r"):
+        return False
+    entries = _parse_entries
+    append = hdrs.append
+    for name, rest in found:
+        ent = entries.get(name)
+        if ent is None:
+            return False
+        append([ent[0], rest.strip(), f"{name}:{rest}\r\n", ent[1]])
+    return True
+
+
+def _slow_headers(hdrs: list[list[str | None]], block: str) -> None:
+    """Every header line, one at a time: folding, bare LF line ends, new names, errors."""
+    lines = block.split("\n")
+    lines.pop()  # the part after the last line end is empty
+    entries = _parse_entries
+    cur: list[str | None] | None = None
+    cur_lines: list[str] | None = None
+    for line in lines:
+        if line.endswith("\r"):
+            raw_line = line + "\n"
+            line = line[:-1]
+        else:
+            raw_line = line + "\r\n"  # a bare LF line end leaves as CRLF
+        if not line:
+            raise ParseError(400, "empty line inside header section")
+        c0 = line[0]
+        if c0 == " " or c0 == "\t":
+            # folded continuation of the previous header line (RFC 3261 §7.3.1)
+            if cur is None or cur_lines is None:
+                raise ParseError(400, "continuation line before the first header")
+            cur[1] = f"{cur[1]} {line.strip()}".strip()
+            cur_lines.append(raw_line)
+            cur[2] = "".join(cur_lines)
+            continue
+        colon = line.find(":")
+        if colon <= 0:
+            raise ParseError(400, f"malformed header line: {line[:40]!r}")
+        name = line[:colon]
+        ent = entries.get(name)
+        if ent is None:
+            stripped = name.rstrip(" \t")
+            if not stripped or any(ch not in _TOKEN_CHARS for ch in stripped):
+                raise ParseError(400, f"invalid header name: {name[:40]!r}")
+            ent = (canonical_name(stripped), stripped)
+            if len(entries) < 4096:
+                entries[name] = ent
+        cur = [ent[0], line[colon + 1 :].strip(), raw_line, ent[1]]
+        cur_lines = [raw_line]
+        hdrs.append(cur)
+
+
 def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     """Parse one SIP message from ``data``.
 
@@ -600,54 +660,17 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         if end < 0:
             raise ParseError(400, "no end of header section")
         head_end, body_start = end + 1, end + 2
-    # the header section, each line with its own line end; split() leaves a last empty item
+    # the header section, each line with its own line end
     head = data[start:head_end].decode("latin-1")
     msg = SipMessage()
-    lines = head.split("\n")
-    lines.pop()
-    first = lines[0]
-    first = first.removesuffix("\r")
+    fl_end = head.find("\n")
+    first = head[:fl_end].removesuffix("\r")
     _parse_first_line(msg, first)
-
+    block = head[fl_end + 1 :]
+    if not _fast_headers(msg._hdrs, block):
+        msg._hdrs = []
+        _slow_headers(msg._hdrs, block)
     hdrs = msg._hdrs
-    cache = _parse_names
-    cur: list[str | None] | None = None
-    cur_lines: list[str] | None = None
-    nl = len(lines)
-    for idx in range(1, nl):
-        line = lines[idx]
-        if line.endswith("\r"):
-            raw_line = line + "\n"
-            line = line[:-1]
-        else:
-            raw_line = line + "\r\n"  # a bare LF line end leaves as CRLF
-        if not line:
-            raise ParseError(400, "empty line inside header section")
-        c0 = line[0]
-        if c0 == " " or c0 == "\t":
-            # folded continuation of the previous header line (RFC 3261 §7.3.1)
-            if cur is None or cur_lines is None:
-                raise ParseError(400, "continuation line before the first header")
-            cur[1] = f"{cur[1]} {line.strip()}".strip()
-            cur_lines.append(raw_line)
-            cur[2] = "".join(cur_lines)
-            continue
-        colon = line.find(":")
-        if colon <= 0:
-            raise ParseError(400, f"malformed header line: {line[:40]!r}")
-        name = line[:colon]
-        c = cache.get(name)
-        if c is None:
-            stripped = name.rstrip(" \t")
-            if not stripped or any(ch not in _TOKEN_CHARS for ch in stripped):
-                raise ParseError(400, f"invalid header name: {name[:40]!r}")
-            c = canonical_name(stripped)
-            if len(cache) < 4096:
-                cache[name] = c
-        value = line[colon + 1 :].strip()
-        cur = [c, value, raw_line, name.rstrip(" \t")]
-        cur_lines = [raw_line]
-        hdrs.append(cur)
 
     # Content-Length and body
     cl_values = [h[1] for h in hdrs if h[0] == "content-length"]
