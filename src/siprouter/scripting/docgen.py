@@ -30,7 +30,12 @@ A routing script is Lua (`.lua`, embedded Lua 5.4) or Python (`.py`), chosen by 
 
 `KSR.<module>` exists only for the modules `[server] modules` loads (nil / None otherwise, so
 `if not KSR.auth then` works). Callback names and `KSR.<module>.<function>` names are checked
-when the script loads. `KSR.kx.ifdef(NAME)` answers from `[server] defines` and `--define`.
+when the script loads (`siprouter check --script FILE` runs the same checks). Event callbacks
+are named in module settings as in Kamailio: `[modules.htable] event_callback = "ksr_htable_event"`
+calls `ksr_htable_event(evname)` (a method in app_python3 style; `fn(req, evname)` in the
+Pythonic API) with `"htable:mod-init"` at start; `[modules.tm] event_callback` is checked but
+`tm:local-request` is not raised yet. A named function the script lacks is a load error.
+`KSR.kx.ifdef(NAME)` answers from `[server] defines` and `--define`.
 The script is reloaded on SIGHUP or `siprouter reload` (in-flight transactions finish with the
 old one; a script that fails to load is not used).
 
