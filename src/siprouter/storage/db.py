@@ -12,12 +12,14 @@ Accepted forms (the SQLite ones follow SQLAlchemy's convention, which operators 
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import NamedTuple
 from urllib.parse import unquote, urlsplit
 
 from siprouter.storage.location_store import LocationStore
 
-__all__ = ["DbUrl", "open_location_store", "parse_db_url"]
+__all__ = ["DbUrl", "connect_sqlite", "open_location_store", "parse_db_url"]
 
 _SCHEMES = frozenset({"memory", "sqlite", "postgresql", "postgres", "redis"})
 
@@ -74,3 +76,37 @@ def open_location_store(url: str) -> LocationStore:
 
         return SqliteLocationStore(db.path)
     raise ValueError(f"no {db.scheme} location backend yet (URL {url!r})")
+
+
+def connect_sqlite(
+    path: str, *, busy_timeout_ms: int = 5000, synchronous: str | None = None,
+) -> sqlite3.Connection:
+    """One SQLite connection the way every siprouter store wants it (raises sqlite3.Error).
+
+    The busy timeout is in force from the first statement: several worker processes open the
+    same file at start, and switching it to WAL takes a write lock, so without the timeout set
+    first one of them fails with "database is locked". WAL lets readers (another worker, the
+    CLI) work while one process writes. ``isolation_level=None``: callers open their own
+    transactions.
+    """
+    conn = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout_ms / 1000)
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+    if path != ":memory:":
+        # Switching a new file to WAL while other processes do the same can fail at once with
+        # "database is locked" (SQLite does not call the busy handler for that lock), so it is
+        # retried within the busy timeout. Once one process has switched, the file stays WAL.
+        deadline = time.monotonic() + busy_timeout_ms / 1000
+        while True:
+            try:
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    conn.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
+    if synchronous is not None:
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn
+

@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from .db import parse_db_url
+from .db import connect_sqlite, parse_db_url
 from .location_store import StoreError
 
 __all__ = [
@@ -103,7 +103,7 @@ class SqliteHtableStore:
 
     def __init__(self, path: str) -> None:
         try:
-            self.conn = sqlite3.connect(path, isolation_level=None)
+            self.conn = connect_sqlite(path)
         except sqlite3.Error as e:
             raise StoreError(f"cannot open SQLite database {path!r}: {e}") from e
         self._made: set[str] = set()

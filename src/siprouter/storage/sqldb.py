@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .db import DbUrl, parse_db_url
+from .db import DbUrl, connect_sqlite, parse_db_url
 from .location_store import StoreError
 
 __all__ = ["DuplicateError", "SqlConnection", "check_identifier", "open_sql"]
@@ -98,9 +98,7 @@ class SqlConnection:
     def _open(self) -> Any:
         if not self.is_pg:
             try:
-                conn = sqlite3.connect(self.db.path, isolation_level=None)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA busy_timeout=5000")
+                conn = connect_sqlite(self.db.path)
             except sqlite3.Error as exc:
                 raise StoreError(f"cannot open SQLite database {self.db.path!r}: {exc}") from exc
             return conn

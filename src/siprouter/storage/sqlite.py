@@ -19,6 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from siprouter.storage.db import connect_sqlite
 from siprouter.storage.location_store import Binding, StoreError
 
 __all__ = ["SqliteLocationStore"]
@@ -72,11 +73,9 @@ class SqliteLocationStore:
         try:
             # isolation_level=None: no implicit transactions; apply() opens its own, so one
             # REGISTER is exactly one BEGIN ... COMMIT.
-            self._db = sqlite3.connect(path, isolation_level=None)
-            # WAL: a commit appends to the -wal file instead of rewriting pages in place, readers
-            # (another worker, the management CLI) never block the writer, and a crash in the
-            # middle of a commit leaves the database at the previous commit.
-            self._db.execute("PRAGMA journal_mode=WAL")
+            # WAL (see connect_sqlite): a commit appends to the -wal file instead of rewriting
+            # pages in place, and a crash in the middle of a commit leaves the database at the
+            # previous commit.
             # synchronous=NORMAL in WAL mode: COMMIT returns once the transaction's frames have
             # been write()n to the -wal file -- they are in the operating system's page cache,
             # which the kernel flushes to disk even if this process is killed or crashes the
@@ -84,9 +83,7 @@ class SqliteLocationStore:
             # restart. fsync happens only at checkpoints; what NORMAL gives up is the last
             # transactions before an OS crash or power loss (never consistency). FULL would fsync
             # on every REGISTER; choose it where power-loss durability is worth that cost.
-            self._db.execute(f"PRAGMA synchronous={mode}")
-            # Several worker processes may share one file: wait for the write lock, don't fail.
-            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            self._db = connect_sqlite(path, busy_timeout_ms=busy_timeout_ms, synchronous=mode)
             self._db.execute(_SCHEMA)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite location store {path!r}: {exc}") from exc
