@@ -71,16 +71,20 @@ def _positive(value: float) -> None:
         raise ValueError(f"must be greater than 0, got {_show(value)}")
 
 
-def _at_least(low: int) -> Callable[[int], None]:
-    def check(value: int) -> None:
+def at_least(low: int) -> Callable[[Any], None]:
+    """A check for a setting: ``value >= low`` (shared with the modules' modparams)."""
+
+    def check(value: Any) -> None:
         if value < low:
             raise ValueError(f"must be at least {low}, got {value}")
 
     return check
 
 
-def _between(low: int, high: int) -> Callable[[int], None]:
-    def check(value: int) -> None:
+def between(low: int, high: int) -> Callable[[Any], None]:
+    """A check for a setting: ``low <= value <= high``."""
+
+    def check(value: Any) -> None:
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}, got {value}")
 
@@ -153,26 +157,26 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
     ("server", "aliases"): _check_aliases,
     ("server", "script"): _check_nonempty,
     ("server", "defines"): _check_defines,
-    ("server", "workers"): _between(0, 1024),
+    ("server", "workers"): between(0, 1024),
     ("server", "log_level"): _check_log_level,
     ("database", "url"): _check_url,
-    ("sip", "max_message_size"): _between(512, 1 << 24),
+    ("sip", "max_message_size"): between(512, 1 << 24),
     ("sip", "user_agent"): _check_header_text,
     ("sip", "server_header"): _check_header_text,
     # RFC 3261 §20.22: Max-Forwards is 0..255; 0 would reject every request
-    ("sip", "max_forwards"): _between(1, 255),
+    ("sip", "max_forwards"): between(1, 255),
     ("timers", "t1"): _positive,
     ("timers", "t2"): _positive,
     ("timers", "t4"): _positive,
     ("timers", "fr_timeout"): _positive,
     ("timers", "fr_inv_timeout"): _positive,
     ("tcp", "idle_timeout"): _positive,
-    ("tcp", "max_connections"): _at_least(1),
+    ("tcp", "max_connections"): at_least(1),
     ("tcp", "connect_timeout"): _positive,
-    ("registrar", "default_expires"): _at_least(0),
-    ("registrar", "min_expires"): _at_least(0),
-    ("registrar", "max_expires"): _at_least(1),
-    ("registrar", "max_contacts"): _at_least(0),
+    ("registrar", "default_expires"): at_least(0),
+    ("registrar", "min_expires"): at_least(0),
+    ("registrar", "max_expires"): at_least(1),
+    ("registrar", "max_contacts"): at_least(0),
 }
 
 

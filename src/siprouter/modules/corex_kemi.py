@@ -15,7 +15,7 @@ from typing import Any
 from ..sip.headers import parse_name_addr
 from ..sip.uri import parse_uri
 from .exports import BOOL, INT, NONE, STR, XVAL, Export, declare
-from .pv import _hdr_uri, _na, _ruri
+from .pv import _hdr_uri, _na, _rcv_ip, _rcv_port, _ruri, _src_ip, _src_port
 
 __all__ = ["defines", "set_defines"]
 
@@ -540,26 +540,6 @@ def _uri_part(get_uri: Any, part: str) -> Any:
         return getattr(u, part) or None
 
     return fn
-
-
-def _src_ip(msg: Any) -> str | None:
-    s = msg.source
-    return None if s is None else str(s.host)
-
-
-def _src_port(msg: Any) -> int | None:
-    s = msg.source
-    return None if s is None else int(s.port)
-
-
-def _rcv_ip(msg: Any) -> str | None:
-    lst = msg.local
-    return None if lst is None else str(lst.host)
-
-
-def _rcv_port(msg: Any) -> int | None:
-    lst = msg.local
-    return None if lst is None else int(lst.port)
 
 
 def _rcvadv_ip(msg: Any) -> str | None:

@@ -23,6 +23,8 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from ..config.loader import at_least, between
+
 __all__ = ["ModparamError", "at_least", "between", "load_modparams", "one_of"]
 
 T = TypeVar("T")
@@ -107,22 +109,6 @@ def load_modparams(
             raise ModparamError(f"[modules.{module}] {key}: {e}") from None
         values[key] = value
     return cls(**values)
-
-
-def at_least(low: int) -> Callable[[Any], None]:
-    def check(value: Any) -> None:
-        if value < low:
-            raise ValueError(f"must be at least {low}, got {value}")
-
-    return check
-
-
-def between(low: int, high: int) -> Callable[[Any], None]:
-    def check(value: Any) -> None:
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}, got {value}")
-
-    return check
 
 
 def one_of(*allowed: str) -> Callable[[Any], None]:
