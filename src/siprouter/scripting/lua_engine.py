@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..modules.corex_kemi import _METHOD_LETTERS, _is_method_in
+from ..modules.exports import Export
 from .ksr import KsrState, bind, check_source, present_tables, x_functions
 from .loader import ScriptError
 
@@ -23,10 +25,21 @@ __all__ = ["LuaScript"]
 
 # KSR.x.exit() ends the route function with a Lua error carrying a private token, caught by
 # the route runner's pcall: a Python exception crossing Lua costs about 20 us, this about 1 us.
+#
+# Every call from Lua into Python costs about 0.5 us (lupa: GIL, argument tuple, conversions),
+# so the method checks (KSR.is_INVITE() ... KSR.is_method_in()) answer in Lua from the request
+# method, handed to the runner once per route call: ``rm`` is the method of the request being
+# routed, false for a reply (is_<METHOD>() is false; is_method_in() asks Python, it looks at
+# the CSeq method), nil when unknown (every check asks Python). A request's method changes only
+# when an export replaces the whole message (textops.subst): those exports run through
+# ``rewrites``, which forgets rm for the rest of the route and for the routes it is nested in.
 _SETUP = """
 local ksr_unloaded, mark_drop = ...
 local exit_token = {}
-local pcall, error, setmetatable, tostring = pcall, error, setmetatable, tostring
+local pcall, error, setmetatable, tostring, type = pcall, error, setmetatable, tostring, type
+local byte, find = string.byte, string.find
+local rm = nil
+local generation = 0
 local function mk(path, t, top)
   return setmetatable(t, {__index = function(_, k)
     -- KSR holds the loaded modules only, as in Kamailio: a module that is not loaded
@@ -40,14 +53,45 @@ end
 local function x_exit() error(exit_token, 0) end
 local function x_drop() mark_drop(); error(exit_token, 0) end
 local function runner(fn)
-  return function(...)
+  return function(m, ...)
+    local prev, gen = rm, generation
+    rm = m
     local ok, err = pcall(fn, ...)
+    if generation == gen then rm = prev else rm = nil end
     if ok or err == exit_token then return end
     error(err, 0)
   end
 end
-return mk, x_exit, x_drop, runner
+local function is_method(name, slow)
+  return function()
+    local m = rm
+    if m == nil then return slow() end
+    return m == name
+  end
+end
+local function is_method_in(letters, slow)
+  -- letters: byte of a method letter (either case) -> method name
+  return function(s)
+    local m = rm
+    if not m or type(s) ~= "string" or find(s, "[\\128-\\255]") then return slow(s) end
+    for i = 1, #s do
+      if letters[byte(s, i)] == m then return true end
+    end
+    return false
+  end
+end
+local function rewrites(f)
+  return function(...)
+    rm = nil
+    generation = generation + 1
+    return f(...)
+  end
+end
+return mk, x_exit, x_drop, runner, is_method, is_method_in, rewrites
 """
+
+#: exports that may replace the whole message (and so its method); see ``_SETUP``
+_REWRITES_MESSAGE = frozenset({("textops", "subst")})
 
 _LONG_COMMENT = re.compile(r"--\[(=*)\[.*?\]\1\]", re.S)
 _LINE_COMMENT = re.compile(r"--[^\n]*")
@@ -84,10 +128,22 @@ class LuaScript:
             if msg is not None:
                 msg.drop()
 
-        mk, x_exit, x_drop, self._runner = lua.execute(_SETUP, unloaded, mark_drop)
+        mk, x_exit, x_drop, self._runner, is_method, is_method_in, rewrites = lua.execute(
+            _SETUP, unloaded, mark_drop)
+        letters = lua.table_from(_method_letters())
         top: dict[str, Any] = {}
         for name, me in present.items():
-            funcs = {e.name: bind(self.state, e) for e in me.exports}
+            funcs: dict[str, Any] = {}
+            for ex in me.exports:
+                call: Any = bind(self.state, ex)
+                method = _method_is_of(ex)
+                if ex.func is _is_method_in:
+                    call = is_method_in(letters, call)
+                elif method is not None:
+                    call = is_method(method, call)
+                elif (name, ex.name) in _REWRITES_MESSAGE:
+                    call = rewrites(call)
+                funcs[ex.name] = call
             if name == "":
                 top.update(funcs)
             else:
@@ -152,7 +208,7 @@ class LuaScript:
             prev = state.msg
             state.msg = ctx
             try:
-                run(evname)
+                run(None, evname)
             finally:
                 state.msg = prev
 
@@ -166,11 +222,31 @@ class LuaScript:
             prev = state.msg
             state.msg = ctx
             try:
-                run()
+                # the request method for the method checks in Lua (see _SETUP)
+                run(ctx.msg.method if ctx.is_request else False)
             finally:
                 state.msg = prev
 
         return route
+
+
+def _method_is_of(e: Export) -> str | None:
+    """The method of a core ``is_<METHOD>`` export (``bool(msg.is_request and method ==``)."""
+    f = e.func
+    if (getattr(f, "__module__", None) == _is_method_in.__module__
+            and getattr(f, "__qualname__", "") == "_method_is.<locals>.fn"
+            and e.name.startswith("is_") and f.__name__ == e.name and not e.params):
+        return e.name[3:]
+    return None
+
+
+def _method_letters() -> dict[int, str]:
+    """is_method_in's letters, both cases, by byte (Python lower-cases the argument first)."""
+    out: dict[int, str] = {}
+    for ch, method in _METHOD_LETTERS.items():
+        out[ord(ch)] = method
+        out[ord(ch.upper())] = method
+    return out
 
 
 def _lua_msg(e: Exception) -> str:
