@@ -122,3 +122,26 @@ def test_utf8_values_round_trip() -> None:
     assert m.get("from") == '"Zoë" <sip:z@b>;tag=1'
     m.add("Subject", "café")
     assert "Subject: café\r\n".encode() in m.to_bytes()
+
+
+def test_compact_keeps_content_and_edits() -> None:
+    m = parse_message(INVITE)
+    m.insert_top("Via", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKnew")
+    m.set("Max-Forwards", "69")
+    before = m.to_bytes()
+    m.compact()
+    assert m.to_bytes() == before  # edits were applied to the bytes first
+    assert m.get("max-forwards") == "69"  # the index comes back from the bytes
+    assert m.via1.branch == "z9hG4bKnew" and len(m.vias) == 2
+    assert m.from_tag == "1928301774" and m.get("subject") == "folded value"
+    m.add("X-After", "1")  # and the message can still be edited
+    assert parse_message(m.to_bytes()).get("x-after") == "1"
+    assert m.copy().to_bytes() == m.to_bytes()
+
+
+def test_mark_sent_uses_the_bytes_given() -> None:
+    m = parse_message(INVITE)
+    m.set("Max-Forwards", "5")
+    data = m.to_bytes()
+    m.mark_sent(data)
+    assert m.raw is data and m.to_bytes() is data and m.get("max-forwards") == "5"

@@ -230,6 +230,8 @@ class Proxy:
         ct, effects = self.tl.new_client(request, dest, now, dest.proto != "udp")
         ct.context = br
         br.ct = ct
+        # the transaction keeps the bytes it sent; the parsed copy is rarely read again
+        request.mark_sent(ct.data)
         if rc.cancelled and rc.is_invite:
             # upstream cancelled while we were still starting branches
             effects.extend(self.tl.cancel(ct, now))
@@ -273,7 +275,9 @@ class Proxy:
             br.response = resp
             br.fr_seq = 0
             # every 2xx goes upstream, retransmissions and further 2xx of other forks included
-            self._send_upstream(rc, resp.to_bytes(), status, now)
+            data = resp.to_bytes()
+            self._send_upstream(rc, data, status, now)
+            resp.mark_sent(data)
             if first and rc.is_invite:
                 for other in rc.branches:
                     if other is not br and other.status == 0:
@@ -359,7 +363,9 @@ class Proxy:
             return
         if best.status in (401, 407):
             self._merge_challenges(rc, resp)
-        self._send_upstream(rc, resp.to_bytes(), best.status, now)
+        data = resp.to_bytes()
+        self._send_upstream(rc, data, best.status, now)
+        resp.mark_sent(data)
         self._maybe_done(rc)
 
     def _merge_challenges(self, rc: ResponseContext, resp: SipMessage) -> None:

@@ -237,6 +237,8 @@ class Core:
             return
         req = Request(self, msg, src, listener)
         self._run_request_route(req)
+        if req.st is not None:
+            msg.compact()  # kept by its transaction for 64*T1, rarely read again
 
     def _is_own_local_ack(self, msg: SipMessage) -> bool:
         # An ACK to a 2xx we generated ourselves never happens (we never answer INVITE with

@@ -163,7 +163,7 @@ class SipMessage:
         "_edited",
         "_first",
         "_ftag",
-        "_hdrs",
+        "_hl",
         "_reason",
         "_ruri",
         "_ttag",
@@ -193,7 +193,8 @@ class SipMessage:
         self.version = _SIP20
         self._first = ""
         # entries: [canonical name, value (internal form), raw line or None, written name or None]
-        self._hdrs: list[list[str | None]] = []
+        # header entries, or None when dropped by compact() (rebuilt from ``raw`` on use)
+        self._hl: list[list[str | None]] | None = []
         self._body = b""
         self._edited = False
         self._body_edited = False
@@ -203,6 +204,40 @@ class SipMessage:
         self._ftag: str | bool | None = False
         self._ttag: str | bool | None = False
         self.cache: dict[str, object] | None = None  # free per-message scratch for upper layers
+
+    @property
+    def _hdrs(self) -> list[list[str | None]]:
+        hl = self._hl
+        if hl is None:
+            hl = self._hl = _index_headers(self.raw)
+        return hl
+
+    @_hdrs.setter
+    def _hdrs(self, value: list[list[str | None]]) -> None:
+        self._hl = value
+
+    def compact(self) -> None:
+        """Drop the parsed header index of a message that is kept but rarely read again.
+
+        A transaction keeps its messages for up to 64*T1 after it ends; their header lists were
+        most of a call's memory. Edits are applied to ``raw`` first; the next accessor rebuilds
+        the index from the bytes, so nothing visible changes."""
+        if self._edited:
+            self.mark_sent(self.to_bytes())
+        else:
+            self._hl = None
+            self._via1 = None
+            self._vias = None
+
+    def mark_sent(self, data: bytes) -> None:
+        """``data`` is this message serialized (``to_bytes()``): keep it as the raw form and
+        drop the header index (see :meth:`compact`)."""
+        self.raw = data
+        self._edited = False
+        self._body_edited = False
+        self._hl = None
+        self._via1 = None
+        self._vias = None
 
     # -- start line -----------------------------------------------------------------------------
     @property
@@ -634,6 +669,19 @@ def _slow_headers(hdrs: list[list[str | None]], block: str) -> None:
         cur = [ent[0], line[colon + 1 :].strip(), raw_line, ent[1]]
         cur_lines = [raw_line]
         hdrs.append(cur)
+
+
+def _index_headers(raw: bytes) -> list[list[str | None]]:
+    """The header entries of bytes that parsed before (see ``SipMessage.compact``)."""
+    end = raw.find(b"\r\n\r\n")
+    head_end = end + 2 if end >= 0 else raw.find(b"\n\n") + 1
+    head = raw[:head_end].decode("latin-1")
+    block = head[head.find("\n") + 1 :]
+    hdrs: list[list[str | None]] = []
+    if not _fast_headers(hdrs, block):
+        hdrs = []
+        _slow_headers(hdrs, block)
+    return hdrs
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
