@@ -309,6 +309,32 @@ class SiprouterServer(Server):
     kind = "siprouter"
     workers_supported: bool | None = None
 
+    def prepare(self, users: list[tuple[str, str]]) -> None:
+        if self.mode != "auth":
+            return
+        # the same modparams as bench/kamailio/common.cfg's WITH_AUTH block
+        (self.workdir / "auth.toml").write_text(
+            "[server]\n"
+            'modules = ["tm", "tmx", "sl", "rr", "pv", "maxfwd", "usrloc", "registrar",'
+            ' "textops", "siputils", "sanity", "corex", "kex", "xlog", "auth", "auth_db"]\n'
+            "[modules.auth_db]\n"
+            "calculate_ha1 = true\n"
+            'password_column = "password"\n'
+            "[modules.auth]\n"
+            "nonce_expire = 300\n"
+        )
+        from siprouter.storage.credentials import make_subscriber, open_credential_store
+
+        db = self.workdir / "siprouter.sqlite"
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        store = open_credential_store(f"sqlite:///{db}")
+        try:
+            for u, p in users:
+                store.add(make_subscriber(u, LOOPBACK, p))
+        finally:
+            store.close()
+
     def command(self) -> list[str]:
         argv = [
             sys.executable, "-m", "siprouter", "run",
@@ -320,6 +346,9 @@ class SiprouterServer(Server):
         ]  # fmt: skip
         if self.mode == "relay":
             argv += ["--script", str(BENCH_DIR / "scripts" / "relay.py")]
+        elif self.mode == "auth":
+            argv += ["--config", str(self.workdir / "auth.toml"),
+                     "--script", str(BENCH_DIR / "scripts" / "auth.py")]
         if SiprouterServer.workers_supported is None:
             SiprouterServer.workers_supported = siprouter_supports_workers()
         if SiprouterServer.workers_supported:

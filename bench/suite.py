@@ -49,10 +49,7 @@ SCENARIOS: dict[str, Scenario] = {
     for s in (
         Scenario("register", "default", "register.xml", "REGISTER", users=True),
         Scenario("register-mem", "default", "register.xml", "REGISTER", users=True, persist=False),
-        Scenario(
-            "register-auth", "auth", "register_auth.xml", "REGISTER", users=True,
-            pending={"siprouter": "pending: siprouter has no digest authentication yet"},
-        ),
+        Scenario("register-auth", "auth", "register_auth.xml", "REGISTER", users=True),
         Scenario("call-direct", "relay", "uac_call.xml", "call", call=True),
         Scenario("call-location", "default", "uac_call.xml", "call", call=True, location=True),
     )
