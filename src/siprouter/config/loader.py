@@ -8,6 +8,7 @@ must not silently fall back to a default). Messages name the source, section and
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import ipaddress
 import json
@@ -16,6 +17,7 @@ import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from ..transport.spec import ListenSpec, parse_hostport
@@ -69,6 +71,19 @@ def _show(value: Any) -> str:
 def _positive(value: float) -> None:
     if value <= 0:
         raise ValueError(f"must be greater than 0, got {_show(value)}")
+
+
+def _with_defaults(cls: type[Any], values: Mapping[str, Any]) -> SimpleNamespace:
+    """A section's values as its class would hold them, defaults filled in."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name in values:
+            out[f.name] = values[f.name]
+        elif f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return SimpleNamespace(**out)
 
 
 def at_least(low: int) -> Callable[[Any], None]:
@@ -305,16 +320,20 @@ class _Builder:
             self.modules.setdefault(name, {}).update(mod)
 
     def build(self) -> Settings:
+        # checks across keys run on the plain values first, so they name the key even where
+        # a section's own class (e.g. the registrar's) would refuse the combination itself
+        view = SimpleNamespace(
+            **{name: _with_defaults(cls, self.values[name]) for name, cls in _SECTIONS.items()}
+        )
+        self._cross_checks(view)
         sections = {name: cls(**self.values[name]) for name, cls in _SECTIONS.items()}
-        settings = Settings(modules=self.modules, **sections)
-        self._cross_checks(settings)
-        return settings
+        return Settings(modules=self.modules, **sections)
 
     def _fail(self, section: str, key: str, reason: str) -> typing.NoReturn:
         origin = self.origins.get((section, key), "defaults")
         raise ConfigError(f"{origin}: [{section}] {key}: {reason}")
 
-    def _cross_checks(self, s: Settings) -> None:
+    def _cross_checks(self, s: Any) -> None:
         t = s.timers
         if t.t2 < t.t1:
             key = "t2" if ("timers", "t2") in self.origins else "t1"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..modules.registrar import RegistrarSettings
 from ..transport.spec import ListenSpec, TransportSettings, parse_hostport
 
 __all__ = [
@@ -132,20 +133,6 @@ class TcpSettings:
     max_connections: int = 2048
     # seconds to wait for an outbound connection (Kamailio `tcp_connect_timeout`, 10 s)
     connect_timeout: float = 10.0
-
-
-@dataclass(slots=True)
-class RegistrarSettings:
-    # expiry when a REGISTER gives none, seconds (Kamailio registrar `default_expires`)
-    default_expires: int = 3600
-    # shorter requested expiries get 423 Interval Too Brief (Kamailio registrar `min_expires`)
-    min_expires: int = 60
-    # longer requested expiries are cut down to this (Kamailio registrar `max_expires`)
-    max_expires: int = 86400
-    # contacts per AoR at most, 0 = no limit (Kamailio registrar `max_contacts`)
-    max_contacts: int = 0
-    # AoRs include the domain part, user@domain (Kamailio usrloc `use_domain`)
-    use_domain: bool = False
 
 
 @dataclass(slots=True)

@@ -61,7 +61,7 @@ class Server:
 
     async def start(self) -> None:
         from ..modules.location import Location
-        from ..modules.registrar import Registrar, RegistrarSettings
+        from ..modules.registrar import Registrar
         from ..storage.db import open_location_store
 
         s = self.settings
@@ -77,11 +77,7 @@ class Server:
                                                sweeps_store=peers.index == 0)
         n = self.location.load(time.time())
         log.info("location: %d bindings loaded from %s", n, s.database.url)
-        registrar = Registrar(self.location, RegistrarSettings(
-            default_expires=reg.default_expires, min_expires=reg.min_expires,
-            max_expires=reg.max_expires, max_contacts=reg.max_contacts,
-            use_domain=reg.use_domain,
-        ))
+        registrar = Registrar(self.location, reg)
         t = s.timers
         tl = TransactionLayer(TimerSettings(t1=t.t1, t2=t.t2, t4=t.t4))
         me = LocalAddresses()

@@ -8,8 +8,17 @@
 - everything else: 403 "Not relaying" (no open relay by default).
 """
 
+from __future__ import annotations
 
-def request_route(req):
+from typing import TYPE_CHECKING
+
+from siprouter.sip.uri import parse_uri
+
+if TYPE_CHECKING:  # pragma: no cover
+    from siprouter.scripting.api import Request
+
+
+def request_route(req: Request) -> None:
     # per-request sanity (Kamailio's route[REQINIT])
     if req.process_maxfwd(10) == -1:
         req.reply(483, "Too Many Hops")
@@ -65,9 +74,7 @@ def request_route(req):
     req.relay()
 
 
-def _ruri_user(req):
-    from siprouter.sip.uri import parse_uri
-
+def _ruri_user(req: Request) -> str | None:
     try:
         return parse_uri(req.ruri).user
     except ValueError:
