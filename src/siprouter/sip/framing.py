@@ -131,7 +131,12 @@ class StreamFramer:
                 if end - pos < self._need:
                     break
                 stop = pos + self._need
-                out.append(raw[pos:stop] if raw is not None else bytes(buf[pos:stop]))
+                if raw is None:
+                    out.append(bytes(buf[pos:stop]))
+                elif pos == 0 and stop == end:
+                    out.append(raw)  # said outright: a mypyc-compiled slice always copies
+                else:
+                    out.append(raw[pos:stop])
                 pos = stop
                 self._need = -1
                 self._scan = 0
