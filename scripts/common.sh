@@ -2,6 +2,10 @@
 # ensure_venv EXTRAS: a virtualenv in .venv with siprouter installed editable (with EXTRAS, e.g.
 # "test", or "" for none). Quick when nothing changed: a stamp records what was installed
 # against which pyproject.toml.
+# With a C compiler at hand the hot-path modules listed in setup.py are compiled with mypyc
+# (extension modules next to their sources, git-ignored); the stamp then also holds a hash of
+# those sources, so editing one rebuilds. A failed build falls back to pure Python with a
+# message; SIPROUTER_MYPYC=0 in the environment asks for pure Python.
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
@@ -24,8 +28,26 @@ apt_install() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@" >&2
 }
 
+# the modules setup.py compiles, as paths from $ROOT
+mypyc_modules() { grep -o '"src/siprouter/[A-Za-z0-9_/]*\.py"' "$ROOT/setup.py" | tr -d '"'; }
+
+# remove compiled modules, which would shadow their .py sources in a pure Python install
+drop_compiled() {
+    find "$ROOT/src" \( -name '*.cpython-*.so' -o -name '*__mypyc.*.so' \) -delete 2>/dev/null || true
+}
+
+# pure or mypyc:<hash of setup.py and the compiled sources>
+wanted_build() {
+    if [ "${SIPROUTER_MYPYC:-}" = 0 ] || [ ! -f "$ROOT/setup.py" ] \
+        || ! { command -v cc || command -v gcc; } >/dev/null 2>&1; then
+        echo pure
+        return
+    fi
+    echo "mypyc:$(cd "$ROOT" && cat setup.py $(mypyc_modules) | sha256sum | cut -d' ' -f1)"
+}
+
 ensure_venv() {
-    local extras="$1" spec="." stamp hash s
+    local extras="$1" spec="." stamp hash s build pip
     [ -n "$extras" ] && spec=".[$extras]"
     if ! command -v python3 >/dev/null 2>&1; then
         say "installing python3"
@@ -41,9 +63,11 @@ ensure_venv() {
             python3 -m venv "$VENV"
         fi
     fi
-    # One stamp per extras set, holding the pyproject.toml hash it was installed from; any
-    # stamp satisfies a plain install (extras only add to it).
-    hash="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
+    # One stamp per extras set, holding the pyproject.toml hash it was installed from and the
+    # build (pure, or mypyc with its sources' hash); any stamp satisfies a plain install
+    # (extras only add to it).
+    build="$(wanted_build)"
+    hash="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1) $build"
     stamp="$VENV/.siprouter-installed-${extras:-base}"
     for s in "$stamp" $([ -z "$extras" ] && echo "$VENV"/.siprouter-installed-*); do
         if [ -f "$s" ] && [ "$(cat "$s")" = "$hash" ] \
@@ -51,8 +75,23 @@ ensure_venv() {
             return 0
         fi
     done
-    say "installing siprouter${extras:+ with [$extras]} into $VENV"
-    (cd "$ROOT" && "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$spec")
+    pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
+    drop_compiled
+    if [ "$build" != pure ]; then
+        say "installing siprouter${extras:+ with [$extras]} into $VENV, hot path compiled with mypyc"
+        if (cd "$ROOT" && "${pip[@]}" 'setuptools>=68' wheel 'mypy>=1.10' \
+            && SIPROUTER_MYPYC=1 "${pip[@]}" --no-build-isolation -e "$spec") \
+            >"$VENV/mypyc-build.log" 2>&1 \
+            && "$VENV/bin/python" -c 'import siprouter.proxy.core' >/dev/null 2>&1; then
+            echo "$hash" >"$stamp"
+            return 0
+        fi
+        say "the mypyc build failed (see $VENV/mypyc-build.log): installing pure Python"
+        drop_compiled
+    else
+        say "installing siprouter${extras:+ with [$extras]} into $VENV"
+    fi
+    (cd "$ROOT" && "${pip[@]}" -e "$spec")
     "$VENV/bin/python" -c 'import siprouter, uvloop'
     echo "$hash" >"$stamp"
 }
