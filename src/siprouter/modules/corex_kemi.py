@@ -404,24 +404,25 @@ def _split_hf(text: str) -> list[tuple[str, str]]:
     return out
 
 
-def _hdr_append(msg: Any, text: str) -> int:
+def add_header_lines(msg: Any, text: str, *, first: bool, what: str) -> int:
+    """Add the ``Name: value`` lines of ``text`` after the last header (or before the first,
+    keeping their order); Kamailio's codes: 1, or -1 (logged as ``what``) for bad text."""
     try:
-        for n, v in _split_hf(text):
-            msg.msg.add(n, v)
+        lines = _split_hf(text)
+        for n, v in reversed(lines) if first else lines:
+            msg.msg.add(n, v, first=first)
     except ValueError as e:
-        log.error("KSR.hdr.append: %s", e)
+        log.error("%s: %s", what, e)
         return -1
     return 1
+
+
+def _hdr_append(msg: Any, text: str) -> int:
+    return add_header_lines(msg, text, first=False, what="KSR.hdr.append")
 
 
 def _hdr_insert(msg: Any, text: str) -> int:
-    try:
-        for n, v in reversed(_split_hf(text)):
-            msg.msg.add(n, v, first=True)
-    except ValueError as e:
-        log.error("KSR.hdr.insert: %s", e)
-        return -1
-    return 1
+    return add_header_lines(msg, text, first=True, what="KSR.hdr.insert")
 
 
 def _place(msg: Any, text: str, hname: str, after: bool) -> int:

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from ..sip.message import ParseError, parse_message
-from .corex_kemi import _split_hf
+from .corex_kemi import add_header_lines
 from .exports import INT, STR, Export, declare
 
 __all__: list[str] = []
@@ -158,23 +158,11 @@ def _subst_body(msg: Any, expr: str) -> int:
 
 
 def _append_hf(msg: Any, text: str) -> int:
-    try:
-        for n, v in _split_hf(text):
-            msg.msg.add(n, v)
-    except ValueError as e:
-        log.error("append_hf: %s", e)
-        return -1
-    return 1
+    return add_header_lines(msg, text, first=False, what="append_hf")
 
 
 def _insert_hf(msg: Any, text: str) -> int:
-    try:
-        for n, v in reversed(_split_hf(text)):
-            msg.msg.add(n, v, first=True)
-    except ValueError as e:
-        log.error("insert_hf: %s", e)
-        return -1
-    return 1
+    return add_header_lines(msg, text, first=True, what="insert_hf")
 
 
 def _remove_hf(msg: Any, name: str) -> int:
