@@ -126,16 +126,21 @@ def _route_uri(value: str) -> SipURI | None:
         return None
 
 
-def loose_route(msg: SipMessage, me: LocalAddresses) -> int:
+def loose_route(msg: SipMessage, me: LocalAddresses,
+                consumed_out: list[str] | None = None) -> int:
     """Process Route headers of a request as §16.4 says.
 
     Returns Kamailio's ``loose_route`` codes: 1 when the request is routed by Route headers (a
     next hop follows from them or from a Request-URI restored from a strict router), 2 when our
     own Route values were consumed and the request goes to its Request-URI (a preloaded route to
     us), -1 when there is no Route header at all or it is unusable.
+
+    ``consumed_out``, when given, receives the Route values removed, in their order in the
+    request (the rr module reads its own parameters from the first).
     """
     routes = msg.values("route")
     restored = False
+    last = ""
     # §16.4: the Request-URI is ours, i.e. a strict router put our Record-Route value there.
     if routes and me.is_myself(msg.ruri):
         try:
@@ -152,6 +157,8 @@ def loose_route(msg: SipMessage, me: LocalAddresses) -> int:
             routes = msg.values("route")
             restored = True
     if not routes:
+        if restored and consumed_out is not None:
+            consumed_out.append(last)
         return 1 if restored else -1
     consumed = 0
     while routes and consumed < 2:
@@ -159,10 +166,14 @@ def loose_route(msg: SipMessage, me: LocalAddresses) -> int:
         if u is None or not me.is_myself(u):
             break
         msg.remove_first_value("route")
+        if consumed_out is not None:
+            consumed_out.append(routes[0])
         consumed += 1
         routes = routes[1:]
         if u.params.get("r2") is None:
             break
+    if restored and consumed_out is not None:
+        consumed_out.append(last)
     if restored:
         return 1
     if consumed and not routes:

@@ -535,7 +535,12 @@ class Core:
             self._send(src, data, listener)
 
     def loose_route(self, req: Request) -> int:
-        return loose_route(req.msg, self.me)
+        consumed: list[str] = []
+        rc = loose_route(req.msg, self.me, consumed)
+        if consumed or "__rr_consumed" in req.vars:
+            # our own Route values, for the rr module's check_route_param / is_direction
+            req.vars["__rr_consumed"] = consumed
+        return rc
 
     # -- relaying ---------------------------------------------------------------------------------
     def _targets(self, req: Request) -> list[tuple[str, str | None, list[str]]]:
