@@ -1,17 +1,22 @@
-"""Optional compiled hot path.
+"""Optional compiled hot path and Lua binding.
 
 A plain install (``pip install -e .``) is pure Python. With ``SIPROUTER_MYPYC=1`` in the
 environment the hot-path modules below are compiled with mypyc into extension modules next to
 their sources; the build needs mypy and a C compiler in the build environment, so run it as
 ``SIPROUTER_MYPYC=1 pip install --no-build-isolation -e .`` from a venv that has mypy,
-setuptools and wheel. The metadata stays in pyproject.toml.
+setuptools and wheel. With ``SIPROUTER_LUART=1`` the Lua binding
+``siprouter.scripting._luart`` (C, docs/lua.md) is built too; it needs Lua 5.4's headers and
+library (Debian: liblua5.4-dev). scripts/common.sh sets both when it can. The metadata stays
+in pyproject.toml.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 
-from setuptools import setup
+from setuptools import Extension, setup
 
 # Modules compiled when asked (the hot path of a proxied call); each one is mypy --strict clean
 # and the test suite passes against the compiled build. scripts/common.sh hashes these files.
@@ -46,5 +51,34 @@ if os.environ.get("SIPROUTER_MYPYC") == "1":
         ) from exc
 
     ext_modules = mypycify(["--config-file=pyproject.toml", *HOT_PATH], opt_level="3")
+
+LUART_SOURCE = "src/siprouter/scripting/_luart.c"
+
+
+def _lua54_flags() -> tuple[list[str], list[str], list[str]]:
+    """(include dirs, library dirs, libraries) of Lua 5.4, from pkg-config when it knows it."""
+    if shutil.which("pkg-config"):
+        for name in ("lua5.4", "lua-5.4", "lua54"):
+            try:
+                cflags = subprocess.run(["pkg-config", "--cflags", name], check=True,
+                                        capture_output=True, text=True).stdout.split()
+                libs = subprocess.run(["pkg-config", "--libs", name], check=True,
+                                      capture_output=True, text=True).stdout.split()
+            except subprocess.CalledProcessError:
+                continue
+            return ([f[2:] for f in cflags if f.startswith("-I")],
+                    [f[2:] for f in libs if f.startswith("-L")],
+                    [f[2:] for f in libs if f.startswith("-l")])
+    if os.path.exists("/usr/include/lua5.4/lua.h"):
+        return ["/usr/include/lua5.4"], [], ["lua5.4"]
+    raise SystemExit("SIPROUTER_LUART=1 needs Lua 5.4's headers and library "
+                     "(Debian: apt install liblua5.4-dev pkg-config)")
+
+
+if os.environ.get("SIPROUTER_LUART") == "1":
+    inc, libdirs, libs = _lua54_flags()
+    ext_modules.append(Extension("siprouter.scripting._luart", [LUART_SOURCE],
+                                 include_dirs=inc, library_dirs=libdirs, libraries=libs,
+                                 extra_compile_args=["-O2"]))
 
 setup(ext_modules=ext_modules)

@@ -43,7 +43,17 @@ wanted_build() {
         echo pure
         return
     fi
-    echo "mypyc:$(cd "$ROOT" && cat setup.py $(mypyc_modules) | sha256sum | cut -d' ' -f1)"
+    echo "mypyc:$(cd "$ROOT" && cat setup.py $(mypyc_modules) src/siprouter/scripting/_luart.c \
+        | sha256sum | cut -d' ' -f1)"
+}
+
+# Lua 5.4's headers for the _luart binding (setup.py); installed when missing. Says whether
+# they are there.
+have_lua_headers() {
+    [ -f /usr/include/lua5.4/lua.h ] && return 0
+    say "installing liblua5.4-dev (Lua headers for the _luart binding)"
+    apt_install liblua5.4-dev pkg-config >/dev/null 2>&1 || true
+    [ -f /usr/include/lua5.4/lua.h ]
 }
 
 ensure_venv() {
@@ -78,9 +88,13 @@ ensure_venv() {
     pip=("$VENV/bin/python" -m pip install -q --disable-pip-version-check)
     drop_compiled
     if [ "$build" != pure ]; then
-        say "installing siprouter${extras:+ with [$extras]} into $VENV, hot path compiled with mypyc"
+        local luart=0
+        have_lua_headers && luart=1
+        say "installing siprouter${extras:+ with [$extras]} into $VENV, hot path compiled with mypyc$(
+            [ "$luart" = 1 ] && echo ", Lua binding _luart built")"
         if (cd "$ROOT" && "${pip[@]}" 'setuptools>=68' wheel 'mypy>=1.10' \
-            && SIPROUTER_MYPYC=1 "${pip[@]}" --no-build-isolation -e "$spec") \
+            && SIPROUTER_MYPYC=1 SIPROUTER_LUART="$luart" "${pip[@]}" --no-build-isolation \
+                -e "$spec") \
             >"$VENV/mypyc-build.log" 2>&1 \
             && "$VENV/bin/python" -c 'import siprouter.proxy.core' >/dev/null 2>&1; then
             echo "$hash" >"$stamp"

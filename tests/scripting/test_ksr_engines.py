@@ -175,3 +175,19 @@ def test_docs_scripting_md_is_generated_from_the_declarations() -> None:
 
     doc = Path(__file__).parents[2] / "docs" / "scripting.md"
     assert doc.read_text() == render(), "regenerate: python -m siprouter.scripting.docgen"
+
+
+def test_lua_backends_give_the_same_wire_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The _luart binding and lupa (the fallback when _luart is not built) route alike."""
+    pytest.importorskip("siprouter.scripting._luart", reason="the _luart binding is not built")
+    pytest.importorskip("lupa.lua54")
+    out = {}
+    for backend in ("luart", "lupa"):
+        monkeypatch.setenv("SIPROUTER_LUA", backend)
+        script = load_script(str(HERE / "scenario.lua"))
+        assert script.backend == backend
+        out[backend] = _normalise(scenario(script))
+    assert out["luart"] == out["lupa"]
+    monkeypatch.setenv("SIPROUTER_LUA", "luajit")
+    with pytest.raises(ScriptError, match="expected luart or lupa"):
+        load_script(str(HERE / "scenario.lua"))

@@ -1,0 +1,108 @@
+"""The _luart Lua binding: values across the boundary, errors, references."""
+
+from __future__ import annotations
+
+import gc
+import sys
+from typing import Any
+
+import pytest
+
+luart = pytest.importorskip("siprouter.scripting._luart",
+                            reason="the _luart binding is not built (needs liblua5.4-dev)")
+
+
+def test_values_cross_both_ways() -> None:
+    rt = luart.Runtime()
+    assert rt.execute("return nil") is None
+    assert rt.execute("return 1, 'a', nil, true, false, 2.5") == (1, "a", None, True, False, 2.5)
+    # integers stay integers; a Python int too big for Lua becomes a float
+    assert rt.execute("local a = ... return math.type(a), a", "=t", 2**40) == ("integer", 2**40)
+    assert rt.execute("local a = ... return math.type(a)", "=t", 2**80) == "float"
+    # strings are UTF-8; bytes that are not cross back unchanged
+    assert rt.execute("return #..., ...", "=t", "é") == (2, "é")
+    raw = rt.execute("return '\\xff\\xfe'")
+    assert raw.encode("utf-8", "surrogateescape") == b"\xff\xfe"
+    assert rt.execute("local s = ... return s == '\\xff\\xfe'", "=t", raw) is True
+    assert rt.execute("local b = ... return b", "=t", b"x\x00y") == "x\x00y"
+    t = rt.execute("return {a = 1, [2] = 'two'}")
+    assert t.type == "table" and t["a"] == 1 and t[2] == "two" and t.a == 1
+    f = rt.execute("return function(x, y) return x + y, x .. y end")
+    assert f.type == "function" and f(2, 3) == (5, "23")
+
+
+def test_python_callables_and_tables_from_dicts() -> None:
+    rt = luart.Runtime()
+    calls: list[tuple[Any, ...]] = []
+
+    def rec(*a: Any) -> Any:
+        calls.append(a)
+        return len(a)
+
+    tab = rt.table({"f": rec, "n": {"k": "v"}, 1: "one"})
+    rt.globals().T = tab
+    assert rt.execute("return T.f(1, 'x', nil, true), T.n.k, T[1]") == (4, "v", "one")
+    assert calls == [(1, "x", None, True)]
+    # more arguments than the fast path holds; tuples come back as several results
+    rt.globals().many = lambda *a: tuple(reversed(a))
+    args = ", ".join(str(i) for i in range(12))
+    assert rt.execute(f"return many({args})") == tuple(range(11, -1, -1))
+    # Lua -> Python -> Lua
+    inner = rt.execute("return function(x) return x * 2 end")
+    rt.globals().twice = lambda x: inner(x)
+    assert rt.execute("return twice(21)") == 42
+    with pytest.raises(TypeError, match="cannot cross into Lua"):
+        rt.execute("return ...", "=t", object())
+    with pytest.raises(TypeError, match="keyword"):
+        inner(x=1)
+
+
+def test_errors() -> None:
+    rt = luart.Runtime()
+    with pytest.raises(luart.LuaSyntaxError, match=r"script:1:"):
+        rt.execute("x = = 1", "=script")
+    with pytest.raises(luart.LuaError, match="boom"):
+        rt.execute("error('boom')")
+    with pytest.raises(luart.LuaError, match="table:"):
+        rt.execute("error({})")
+
+    def bad() -> None:
+        raise KeyError("k")
+
+    rt.globals().bad = bad
+    # the Python exception ends the outer call as itself ...
+    with pytest.raises(KeyError, match="k"):
+        rt.execute("bad()")
+    # ... and a Lua pcall sees its text
+    assert rt.execute("local ok, e = pcall(bad) return ok, e") == (False, "KeyError: 'k'")
+    # a Python error caught in Lua does not come back later as another error's cause
+    with pytest.raises(luart.LuaError, match="later"):
+        rt.execute("pcall(bad) error('later')")
+    # the runtime is still usable
+    assert rt.execute("return 1") == 1
+    with pytest.raises(TypeError, match="not a Lua table"):
+        rt.execute("return function() end")["x"]
+
+
+def test_references_are_released() -> None:
+    class Fn:
+        def __call__(self) -> int:
+            return 1
+
+    fn = Fn()
+    before = sys.getrefcount(fn)
+    rt = luart.Runtime()
+    rt.globals().fn = fn
+    assert sys.getrefcount(fn) > before
+    ref = rt.execute("return {}")
+    del rt  # the LuaRef keeps the runtime alive
+    assert ref.type == "table"
+    del ref
+    gc.collect()
+    assert sys.getrefcount(fn) == before
+    # replacing the global lets Lua's collector release it
+    rt2 = luart.Runtime()
+    rt2.globals().fn = fn
+    rt2.globals().fn = None
+    rt2.execute("collectgarbage()")
+    assert sys.getrefcount(fn) == before
