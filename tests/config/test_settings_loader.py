@@ -175,6 +175,8 @@ def test_listen_spec_advertise_per_listener_wins() -> None:
         ("[server]\nworkers = 1.5\n", "[server] workers: expected an integer, got 1.5"),
         ("[server]\nworkers = -1\n", "[server] workers: must be between 0 and 1024, got -1"),
         ('[server]\nlog_level = "loud"\n', "[server] log_level: expected one of trace"),
+        ('[server]\nudp_dispatch = "callid"\n',
+         '[server] udp_dispatch: must be "call-id" or "source"'),
         ("[server]\nlisten = []\n", "[server] listen: needs at least one"),
         ("[server]\nlisten = [1]\n", "[server] listen: expected an array of strings, got an array"),
         (

@@ -1,7 +1,8 @@
 """SIPp and probes against two workers on one port: htable and pike state shared by the node.
 
-The kernel spreads sources over the workers by address and port (SO_REUSEPORT), so a probe
-from a fixed local port always reaches the same worker; the script
+The kernel spreads sources over the workers by address and port (SO_REUSEPORT); with
+``udp_dispatch = "source"`` the request stays there, so a probe from a fixed local port always
+reaches the same worker (with the default, "call-id", the Call-ID would pick it); the script
 (scripts/replicated_state.py) names the answering worker in ``X-Worker``. The checks: a value
 stored in an htable through one worker is read through the other at once; a flood from
 SIPp's per-call ports (``-t un``: spread over both workers) is caught about as soon as one
@@ -27,6 +28,9 @@ pytestmark = pytest.mark.interop
 SCRIPT = Path(__file__).parent / "scripts" / "replicated_state.py"
 LIMIT = 16
 CONFIG = f"""
+[server]
+udp_dispatch = "source"
+
 [modules.htable]
 htable = ["ipban=>size=8;autoexpire=30;", "shared=>size=8;"]
 

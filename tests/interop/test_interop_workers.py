@@ -9,6 +9,7 @@ worker only -- the others' transactions get their responses handed over.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -59,8 +60,13 @@ def _alive(pid: int) -> bool:
 class _Node:
     """A server with N workers; at teardown SIGTERM must end every process with status 0."""
 
-    def __init__(self, tmp_path: Path, workers: int) -> None:
-        self.server = SiprouterServer(tmp_path, workers=workers)
+    def __init__(self, tmp_path: Path, workers: int, config: str | None = None) -> None:
+        extra: list[str] = []
+        if config is not None:
+            cfg = tmp_path / "workers.toml"
+            cfg.write_text(config)
+            extra = ["--config", str(cfg)]
+        self.server = SiprouterServer(tmp_path, workers=workers, extra=extra)
         self.workers = workers
 
     def start(self) -> None:
@@ -84,6 +90,16 @@ class _Node:
             time.sleep(0.05)
         left = [k for k in kids if _alive(k)]
         assert not left, f"worker processes left after stop: {left}"
+
+    def handoffs_per_worker(self) -> dict[int, dict[str, int]]:
+        """Each worker's hand-off counters (logged at stop)."""
+        out: dict[int, dict[str, int]] = {}
+        for line in self.server.log_text().splitlines():
+            m = re.search(r"worker (\d+) hand-offs: (.*)$", line)
+            if m:
+                out[int(m.group(1))] = {k: int(v) for k, _, v in
+                                        (item.partition("=") for item in m.group(2).split())}
+        return out
 
     def handoffs(self) -> dict[str, int]:
         """Sum of the workers' hand-off counters (logged at stop)."""
@@ -169,6 +185,43 @@ def test_cancel_gets_487_with_workers(sipp: SippRunner, tmp_path: Path, workers:
         assert_all_ok(uac, calls, n.server)
         assert_all_ok(uas_result, calls, n.server)
         n.stop_and_check()
+    finally:
+        n.server.kill()
+
+
+@pytest.mark.parametrize("dispatch", ["call-id", "source"])
+def test_calls_from_one_source_spread_over_workers_by_call_id(
+    sipp: SippRunner, tmp_path: Path, dispatch: str,
+) -> None:
+    """One peer (one source address: a trunk) lands on one worker (SO_REUSEPORT); with
+    udp_dispatch = "call-id" its calls are shared by both workers, each call whole on one."""
+    n = _Node(tmp_path, 2, config=f'[server]\nudp_dispatch = "{dispatch}"\n')
+    n.start()
+    try:
+        uas_port = free_port()
+        _register_many(sipp, n, ["trunk"], uas_port)
+        calls = 100
+        uas = sipp.start("uas_answer.xml", calls=calls, local_port=uas_port, timeout=60)
+        uac = sipp.run(  # one UDP socket: every request from one source
+            "uac_call_inf.xml", f"{LOOPBACK}:{n.server.port}",
+            calls=calls, rate=50, timeout=60, users=["trunk"],
+        )  # fmt: skip
+        uas_result = uas.wait()
+        assert_all_ok(uac, calls, n.server)
+        assert_all_ok(uas_result, calls, n.server)
+        n.stop_and_check()
+        per = n.handoffs_per_worker()
+        assert sorted(per) == [0, 1], per
+        total = n.handoffs()
+        assert total.get("requests_out", 0) == total.get("requests_in", 0), per
+        if dispatch == "source":
+            assert total.get("requests_out", 0) == 0, per
+        else:
+            # INVITE, ACK, BYE of about half the calls go to the other worker, which also
+            # receives their responses from the callee directly or by hand-off
+            received = [w.get("requests_in", 0) for w in per.values()]
+            assert max(received) >= calls // 4 * 3, per  # at least 25 calls x 3 requests
+        assert total.get("dropped", 0) == 0, per
     finally:
         n.server.kill()
 

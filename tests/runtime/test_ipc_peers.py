@@ -17,7 +17,13 @@ import pytest
 
 from siprouter.modules.location import Binding
 from siprouter.runtime import ipc
-from siprouter.runtime.ipc import Peers, ReplicatedLocation, branch_prefix, owner_of_branch
+from siprouter.runtime.ipc import (
+    Peers,
+    ReplicatedLocation,
+    branch_prefix,
+    owner_of_branch,
+    owner_of_call_id,
+)
 from siprouter.sip.message import parse_message
 from siprouter.sip.types import Endpoint
 from siprouter.storage.memory import MemoryLocationStore
@@ -121,6 +127,45 @@ def test_branch_prefix_round_trip() -> None:
     assert owner_of_branch(None) == -1
     with pytest.raises(ValueError):
         Peers(2, 2, "n")
+
+
+def test_owner_of_call_id_reads_the_header_in_any_spelling() -> None:
+    import zlib
+
+    want = zlib.crc32(b"abc@host") % 4
+    for line in (b"Call-ID: abc@host", b"call-id:abc@host  ", b"CALL-ID \t: abc@host",
+                 b"i: abc@host"):
+        data = b"INVITE sip:b@x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n" + line + \
+            b"\r\nCSeq: 1 INVITE\r\n\r\nbody\r\ni: not-this\r\n"
+        assert owner_of_call_id(data, 4) == want, line
+    # CANCEL and its INVITE, ACK and BYE of one call: one owner, whatever else differs
+    assert owner_of_call_id(CANCEL, 7) == owner_of_call_id(response("z9hG4bKx"), 7)
+    # no Call-ID in the header (only in the body), or an empty one: stays where it is
+    assert owner_of_call_id(b"OPTIONS sip:x SIP/2.0\r\n\r\nCall-ID: x\r\n", 2) == -1
+    assert owner_of_call_id(b"OPTIONS sip:x SIP/2.0\r\nCall-ID:  \r\n\r\n", 2) == -1
+    assert owner_of_call_id(b"\r\n\r\n", 2) == -1
+    # spread: 1000 Call-IDs over 2 workers
+    owners = [owner_of_call_id(b"X sip:x SIP/2.0\r\nCall-ID: %d@h\r\n\r\n" % i, 2)
+              for i in range(1000)]
+    assert 400 < owners.count(0) < 600
+
+
+@run_async
+async def test_request_goes_to_the_worker_of_its_call_id() -> None:
+    peers, cores, _ = await make_node(3)
+    try:
+        owner = owner_of_call_id(CANCEL, 3)
+        other = (owner + 1) % 3
+        assert peers[other].dispatch_request(CANCEL, SRC, "udp-listener")
+        await settle(lambda: bool(cores[owner].messages))
+        assert cores[owner].messages == [(CANCEL, SRC, "udp-listener")]
+        assert peers[other].stats["requests_out"] == 1
+        assert peers[owner].stats["requests_in"] == 1
+        # the owner keeps it; without a Call-ID it stays where it arrived
+        assert not peers[owner].dispatch_request(CANCEL, SRC, "udp-listener")
+        assert not peers[other].dispatch_request(b"\r\n\r\n", SRC, "udp-listener")
+    finally:
+        close(peers)
 
 
 @run_async

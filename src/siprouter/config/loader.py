@@ -143,6 +143,11 @@ def _check_defines(value: list[str]) -> None:
             raise ValueError(f"{_show(name)}: expected NAME or NAME=VALUE")
 
 
+def _check_udp_dispatch(value: str) -> None:
+    if value not in ("call-id", "source"):
+        raise ValueError('must be "call-id" or "source"')
+
+
 def _check_log_level(value: str) -> None:
     if value.lower() not in LOG_LEVELS:
         raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}, got {_show(value)}")
@@ -174,6 +179,7 @@ _CHECKS: dict[tuple[str, str], Callable[[Any], None]] = {
     ("server", "defines"): _check_defines,
     ("server", "workers"): between(0, 1024),
     ("server", "log_level"): _check_log_level,
+    ("server", "udp_dispatch"): _check_udp_dispatch,
     ("database", "url"): _check_url,
     ("sip", "max_message_size"): between(512, 1 << 24),
     ("sip", "user_agent"): _check_header_text,

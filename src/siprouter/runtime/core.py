@@ -121,6 +121,9 @@ class Core:
         # worker processes (runtime.ipc.Peers): hand-off of messages that belong to another
         # worker; the branch prefix names this worker in every Via branch we create
         self.cluster: Any = None
+        #: with workers: hand each UDP request to the worker its Call-ID belongs to
+        #: (``[server] udp_dispatch = "call-id"``), not only misdirected responses
+        self.dispatch_udp_requests = True
         self.branch_prefix = MAGIC_COOKIE
         # Kamailio maxfwd modparam max_limit (default 70, RFC 3261 §16.6 step 3's usual value):
         # a decremented Max-Forwards is never left above it.
@@ -165,6 +168,11 @@ class Core:
 
     # -- inputs -----------------------------------------------------------------------------------
     def on_message(self, data: bytes, src: Endpoint, listener: Any) -> None:
+        cluster = self.cluster
+        if (cluster is not None and self.dispatch_udp_requests and src.proto == "udp"
+                and not data.startswith(b"SIP/")
+                and cluster.dispatch_request(data, src, listener)):
+            return  # another worker owns this Call-ID (docs/workers.md)
         now = self.now()
         try:
             try:

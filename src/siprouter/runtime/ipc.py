@@ -14,6 +14,8 @@ Every datagram opens with one fixed header (:data:`_HDR`): kind, sender index, a
 listener index, a transport code, a port and a short text (a host, or a bus topic); the payload
 follows. Kinds:
 
+``D``  a UDP request whose Call-ID belongs to another worker (:func:`owner_of_call_id`): the
+       owner runs it through ``core.on_message`` as if it had received it itself.
 ``R``  a response whose top Via branch names another worker (``z9hG4bKw<3 hex>``...): the owner
        runs it through ``core.on_message`` as if it had received it itself.
 ``Q``  a CANCEL, or an ACK with no Route header, that matched no local transaction: asked of
@@ -37,10 +39,12 @@ import contextlib
 import itertools
 import logging
 import marshal
+import re
 import select
 import socket
 import struct
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,6 +59,7 @@ __all__ = [
     "ReplicatedLocation",
     "branch_prefix",
     "owner_of_branch",
+    "owner_of_call_id",
 ]
 
 log = logging.getLogger("siprouter.ipc")
@@ -76,6 +81,26 @@ _SOCK_BUF = 1 << 22
 _BATCH = 256  # datagrams handled per readable callback before yielding to the loop
 
 _TAG_WIDTH = 3  # hex digits of the worker index in a branch
+
+
+#: the Call-ID header field of a raw message: full or compact name, any case (RFC 3261 §7.3.1)
+_CALL_ID = re.compile(rb"\n(?:call-id|i)[ \t]*:[ \t]*([^\r\n]*)", re.I)
+
+
+def owner_of_call_id(data: bytes, count: int) -> int:
+    """The worker (of ``count``) that handles a UDP request with this raw text: the CRC-32 of its
+    Call-ID modulo ``count``; -1 when there is no Call-ID in the header (it stays where it is).
+
+    Every request of a call - retransmissions, CANCEL, ACK, in-dialog requests from either side -
+    carries the same Call-ID, so they all reach one worker, whichever the kernel gave them to."""
+    end = data.find(b"\r\n\r\n")
+    m = _CALL_ID.search(data, 0, end if end >= 0 else len(data))
+    if m is None:
+        return -1
+    cid = m.group(1).strip()
+    if not cid:
+        return -1
+    return zlib.crc32(cid) % count
 
 
 def branch_prefix(index: int) -> str:
@@ -179,6 +204,7 @@ class Peers:
         self.tcp_owner: dict[tuple[str, int], int] = {}
         self._own_keys: set[tuple[str, int]] = set()
         self.stats: dict[str, int] = {
+            "requests_out": 0, "requests_in": 0,
             "responses_out": 0, "responses_in": 0, "queries_out": 0, "queries_claimed": 0,
             "queries_in": 0, "queries_unclaimed": 0, "tcp_out": 0, "tcp_in": 0,
             "published": 0, "applied": 0, "dropped": 0,
@@ -372,6 +398,20 @@ class Peers:
         return n
 
     # -- hand-off of messages ---------------------------------------------------------------------
+    def dispatch_request(self, data: bytes, src: Endpoint, listener: Any) -> bool:
+        """Hand a UDP request to the worker its Call-ID belongs to; True when handed."""
+        if self._handing:
+            return False
+        owner = owner_of_call_id(data, self.count)
+        if owner < 0 or owner == self.index:
+            return False
+        pkt = _pack(b"D", self.index, 0, self._listener_index(listener), src.proto, src.port,
+                    src.host, data)
+        if self._send(owner, "m", pkt):
+            self.stats["requests_out"] += 1
+            return True
+        return False
+
     def handoff_response(self, msg: Any, src: Endpoint, listener: Any) -> bool:
         """Hand a response to the worker its top Via branch names; True when handed."""
         if self._handing:
@@ -505,6 +545,9 @@ class Peers:
         proto = _PROTOS[pcode] if pcode < len(_PROTOS) else "udp"
         if kind == b"R":
             self.stats["responses_in"] += 1
+            self._deliver(payload, Endpoint(proto, text, port), self._listener(li))
+        elif kind == b"D":
+            self.stats["requests_in"] += 1
             self._deliver(payload, Endpoint(proto, text, port), self._listener(li))
         elif kind == b"Q":
             self.stats["queries_in"] += 1

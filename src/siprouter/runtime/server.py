@@ -106,6 +106,8 @@ class Server:
         self.transport = transport
         if peers is not None:
             core.cluster = peers
+            core.dispatch_udp_requests = (
+                getattr(s.server, "udp_dispatch", "call-id") == "call-id")
             core.branch_prefix = peers.prefix
             transport.on_connection = peers.connection_changed
             transport.forward = peers.forward_tcp
