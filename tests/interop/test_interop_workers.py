@@ -142,20 +142,23 @@ def _register_many(sipp: SippRunner, node: _Node, users: list[str], contact_port
     assert_all_ok(result, len(users), node.server)
 
 
+def _call_through(sipp: SippRunner, node: _Node, uas_port: int, calls: int, rate: int,
+                  users: list[str], *uac_args: str) -> None:
+    """``calls`` answered calls from SIPp to ``users`` through the node to a SIPp UAS on
+    ``uas_port``; every call must succeed on both sides."""
+    uas = sipp.start("uas_answer.xml", calls=calls, local_port=uas_port, timeout=60)
+    uac = sipp.run("uac_call_inf.xml", f"{LOOPBACK}:{node.server.port}", *uac_args,
+                   calls=calls, rate=rate, timeout=60, users=users)
+    uas_result = uas.wait()
+    assert_all_ok(uac, calls, node.server)
+    assert_all_ok(uas_result, calls, node.server)
+
+
 def test_register_1000_then_call_across_workers(sipp: SippRunner, node: _Node) -> None:
     users = [f"w{i:04d}" for i in range(1000)]
     uas_port = free_port()
     _register_many(sipp, node, users, uas_port)
-    calls = 200
-    uas = sipp.start("uas_answer.xml", calls=calls, local_port=uas_port, timeout=60)
-    callees = users[::5]
-    uac = sipp.run(
-        "uac_call_inf.xml", f"{LOOPBACK}:{node.server.port}", "-t", "un", "-max_socket", "1000",
-        calls=calls, rate=40, timeout=60, users=callees,
-    )  # fmt: skip
-    uas_result = uas.wait()
-    assert_all_ok(uac, calls, node.server)
-    assert_all_ok(uas_result, calls, node.server)
+    _call_through(sipp, node, uas_port, 200, 40, users[::5], "-t", "un", "-max_socket", "1000")
     node.stop_and_check()
     counts = node.handoffs()
     if node.workers > 1:
@@ -201,14 +204,7 @@ def test_calls_from_one_source_spread_over_workers_by_call_id(
         uas_port = free_port()
         _register_many(sipp, n, ["trunk"], uas_port)
         calls = 100
-        uas = sipp.start("uas_answer.xml", calls=calls, local_port=uas_port, timeout=60)
-        uac = sipp.run(  # one UDP socket: every request from one source
-            "uac_call_inf.xml", f"{LOOPBACK}:{n.server.port}",
-            calls=calls, rate=50, timeout=60, users=["trunk"],
-        )  # fmt: skip
-        uas_result = uas.wait()
-        assert_all_ok(uac, calls, n.server)
-        assert_all_ok(uas_result, calls, n.server)
+        _call_through(sipp, n, uas_port, calls, 50, ["trunk"])  # one socket: one source
         n.stop_and_check()
         per = n.handoffs_per_worker()
         assert sorted(per) == [0, 1], per
@@ -235,15 +231,7 @@ def test_restart_keeps_bindings_with_workers(sipp: SippRunner, tmp_path: Path) -
         _register_many(sipp, n, users, uas_port)
         n.stop_and_check()
         n.start()  # same port, same database
-        calls = 50
-        uas = sipp.start("uas_answer.xml", calls=calls, local_port=uas_port, timeout=30)
-        uac = sipp.run(
-            "uac_call_inf.xml", f"{LOOPBACK}:{n.server.port}", "-t", "un", "-max_socket", "1000",
-            calls=calls, rate=25, timeout=30, users=users[::2],
-        )  # fmt: skip
-        uas_result = uas.wait()
-        assert_all_ok(uac, calls, n.server)
-        assert_all_ok(uas_result, calls, n.server)
+        _call_through(sipp, n, uas_port, 50, 25, users[::2], "-t", "un", "-max_socket", "1000")
         n.stop_and_check()
     finally:
         n.server.kill()
