@@ -1,8 +1,9 @@
 """SIPp and probes against two workers on one port: htable and pike state shared by the node.
 
 The kernel spreads sources over the workers by address and port (SO_REUSEPORT); with
-``udp_dispatch = "source"`` the request stays there, so a probe from a fixed local port always
-reaches the same worker (with the default, "call-id", the Call-ID would pick it); the script
+``udp_dispatch = "source"`` (the default, set here explicitly) the request stays there, so a
+probe from a fixed local port always reaches the same worker (with "call-id" the Call-ID would
+pick it); the script
 (scripts/replicated_state.py) names the answering worker in ``X-Worker``. The checks: a value
 stored in an htable through one worker is read through the other at once; a flood from
 SIPp's per-call ports (``-t un``: spread over both workers) is caught about as soon as one

@@ -76,10 +76,11 @@ class ServerSettings:
     # worker processes sharing the SIP ports (SO_REUSEPORT); 0 = one per core, os.cpu_count()
     # (Kamailio `children`, there 8 by default)
     workers: int = 0
-    # with workers: "call-id" hands every UDP request to the worker its Call-ID belongs to, so
-    # the calls of one peer (a trunk) are spread over all workers; "source" leaves a request
-    # where the kernel put it (SO_REUSEPORT: by source address). docs/workers.md
-    udp_dispatch: str = "call-id"
+    # with workers: "source" leaves a UDP request where the kernel put it (SO_REUSEPORT: by
+    # source address, so one peer stays on one worker); "call-id" hands every UDP request to
+    # the worker its Call-ID belongs to, so the calls of one peer (a trunk) are spread over all
+    # workers, at the cost of a hand-off for most requests. docs/workers.md
+    udp_dispatch: str = "source"
     # trace | debug | info | warning | error | critical (siprouter default)
     log_level: str = "info"
 

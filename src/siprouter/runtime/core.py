@@ -123,7 +123,7 @@ class Core:
         self.cluster: Any = None
         #: with workers: hand each UDP request to the worker its Call-ID belongs to
         #: (``[server] udp_dispatch = "call-id"``), not only misdirected responses
-        self.dispatch_udp_requests = True
+        self.dispatch_udp_requests = False
         self.branch_prefix = MAGIC_COOKIE
         # Kamailio maxfwd modparam max_limit (default 70, RFC 3261 §16.6 step 3's usual value):
         # a decremented Max-Forwards is never left above it.

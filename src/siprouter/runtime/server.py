@@ -107,7 +107,7 @@ class Server:
         if peers is not None:
             core.cluster = peers
             core.dispatch_udp_requests = (
-                getattr(s.server, "udp_dispatch", "call-id") == "call-id")
+                getattr(s.server, "udp_dispatch", "source") == "call-id")
             core.branch_prefix = peers.prefix
             transport.on_connection = peers.connection_changed
             transport.forward = peers.forward_tcp
