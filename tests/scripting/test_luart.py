@@ -106,3 +106,37 @@ def test_references_are_released() -> None:
     rt2.globals().fn = None
     rt2.execute("collectgarbage()")
     assert sys.getrefcount(fn) == before
+
+
+def test_many_calls_return_the_right_objects() -> None:
+    """lupa's LuaJIT / Lua 5.1 runtimes returned wrong objects after a few hundred calls into
+    Python; thousands of mixed crossings here must all come back exact."""
+    rt = luart.Runtime()
+    seen: list[Any] = []
+
+    def echo(v: Any) -> Any:
+        seen.append(v)
+        return v
+
+    rt.globals().echo = echo
+    loop = rt.execute(
+        "return function(n)\n"
+        "  local out = {}\n"
+        "  for i = 1, n do\n"
+        "    local s = 'v' .. i\n"
+        "    local t = {i}\n"
+        "    if echo(i) ~= i or echo(s) ~= s or echo(t) ~= t or echo(i % 2 == 0) ~= (i % 2 == 0)\n"
+        "    then return i end\n"
+        "  end\n"
+        "  return 0\n"
+        "end")
+    assert loop(5000) == 0
+    assert len(seen) == 20000
+    for i in range(1, 5001):
+        v, s, t, b = seen[4 * (i - 1): 4 * i]
+        assert (v, s, b) == (i, f"v{i}", i % 2 == 0)
+        assert t.type == "table" and t[1] == i
+    # and from Python: 5000 calls into Lua with distinct values
+    ident = rt.execute("return function(...) return ... end")
+    for i in range(5000):
+        assert ident(i, f"s{i}") == (i, f"s{i}")
