@@ -175,6 +175,7 @@ class SiprouterServer:
         self.starts = 0
 
     def command(self) -> list[str]:
+        workers = [] if self.workers is None else ["--workers", str(self.workers)]
         return [
             sys.executable, "-m", "siprouter", "run",
             "--listen", f"udp:{LOOPBACK}:{self.port}",
@@ -182,7 +183,8 @@ class SiprouterServer:
             "--db", f"sqlite:///{self.db}",
             "--domain", LOOPBACK,
             "--log-level", "info",
-        ] + ([] if self.workers is None else ["--workers", str(self.workers)]) + self.extra  # fmt: skip
+            *workers, *self.extra,
+        ]  # fmt: skip
 
     def start(self) -> None:
         assert self.proc is None or self.proc.poll() is not None, "server already running"
