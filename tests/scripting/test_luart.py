@@ -140,3 +140,28 @@ def test_many_calls_return_the_right_objects() -> None:
     ident = rt.execute("return function(...) return ... end")
     for i in range(5000):
         assert ident(i, f"s{i}") == (i, f"s{i}")
+
+
+def test_bound_functions_get_the_current_message_first() -> None:
+    rt = luart.Runtime()
+
+    class State:
+        msg: Any = None
+
+    state = State()
+    rt.globals().reply = rt.bind(lambda msg, code, text: f"{msg}:{code}:{text}", state, 2,
+                                 "KSR.sl.sl_send_reply")
+    state.msg = "m1"
+    assert rt.execute("return reply(200, 'OK')") == "m1:200:OK"
+    state.msg = "m2"  # read at each call, as the route wrapper sets it per message
+    assert rt.execute("return reply(404, 'Nope')") == "m2:404:Nope"
+    # the script-facing arity is checked and named
+    with pytest.raises(TypeError, match=r"KSR.sl.sl_send_reply\(\) takes 2 arguments \(1 given\)"):
+        rt.execute("return reply(200)")
+    assert rt.execute("local ok, e = pcall(reply) return e") == (
+        "TypeError: KSR.sl.sl_send_reply() takes 2 arguments (0 given)")
+    # any count with -1
+    rt.globals().many = rt.bind(lambda msg, *a: len(a), state, -1, "KSR.x.many")
+    assert rt.execute("return many(1, 2, 3, 4, 5, 6, 7, 8, 9, 10)") == 10
+    with pytest.raises(TypeError, match="bind"):
+        rt.bind(1, state, 0, "x")

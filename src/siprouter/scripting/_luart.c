@@ -22,6 +22,8 @@
  *                                      tuple)
  *   Runtime.globals()                  _G as a LuaRef
  *   Runtime.table(dict)                a new table
+ *   Runtime.bind(func, state, n, name) a Lua function calling func(state.msg, *args), exactly
+ *                                      n arguments (-1: any), errors naming `name`
  *   LuaRef(*args)                      call (functions and callables); results as execute()
  *   LuaRef[key], LuaRef.key            index (tables), LuaRef[key] = v, LuaRef.key = v
  *   LuaRef.type                        Lua's type name
@@ -122,92 +124,141 @@ static int pyfunc_gc(lua_State *L)
 
 #define MAX_FAST_ARGS 8
 
+/* Raise the pending Python exception as a Lua error: the exception is kept for the outer call,
+   the Lua error carries its text. Never returns. */
+static int python_error_to_lua(lua_State *L, Runtime *rt)
+{
+    PyObject *t, *v, *tb, *text = NULL;
+    const char *msg = NULL;
+    PyErr_Fetch(&t, &v, &tb);
+    PyErr_NormalizeException(&t, &v, &tb);
+    if (v != NULL) {
+        text = PyUnicode_FromFormat("%s: %S", ((PyTypeObject *)t)->tp_name, v);
+        if (text != NULL)
+            msg = PyUnicode_AsUTF8(text);
+        if (msg == NULL)
+            PyErr_Clear();
+    }
+    if (msg == NULL) {
+        Py_XDECREF(text);
+        msg = "error in a Python function";
+        text = PyUnicode_FromString(msg);
+        if (text == NULL)
+            PyErr_Clear();
+    }
+    clear_pending(rt);
+    rt->ptype = t;
+    rt->pvalue = v;
+    rt->ptb = tb;
+    rt->ptext = text; /* owned by rt now; msg points into it */
+    lua_settop(L, 0);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+/* Call func(first, <the Lua arguments>) (first omitted when NULL; a new reference, consumed) and
+   push its results; a Python exception becomes a Lua error. */
+static int call_python(lua_State *L, Runtime *rt, PyObject *func, PyObject *first)
+{
+    int n = lua_gettop(L), i, k, total, nret = 0, failed = 0;
+    PyObject *stack[MAX_FAST_ARGS + 1];
+    PyObject **args = stack;
+    PyObject *res = NULL;
+    int off = first != NULL ? 1 : 0;
+    total = n + off;
+    if (total > MAX_FAST_ARGS + 1) {
+        args = PyMem_Malloc(sizeof(PyObject *) * (size_t)total);
+        if (args == NULL) {
+            Py_XDECREF(first);
+            PyErr_NoMemory();
+            return python_error_to_lua(L, rt);
+        }
+    }
+    if (first != NULL)
+        args[0] = first;
+    for (i = 0; i < n; i++) {
+        args[off + i] = to_py(rt, i + 1);
+        if (args[off + i] == NULL)
+            break;
+    }
+    if (i == n)
+        res = PyObject_Vectorcall(func, args, (size_t)total, NULL);
+    for (k = off + i - 1; k >= 0; k--)
+        Py_DECREF(args[k]);
+    if (args != stack)
+        PyMem_Free(args);
+    if (res == NULL)
+        return python_error_to_lua(L, rt);
+    lua_settop(L, 0);
+    if (res == Py_None) {
+        nret = 0;
+    } else if (PyTuple_CheckExact(res)) {
+        Py_ssize_t j, m = PyTuple_GET_SIZE(res);
+        if (m > 200 || !lua_checkstack(L, (int)m + 1)) {
+            PyErr_SetString(PyExc_ValueError, "too many results for Lua");
+            failed = 1;
+        }
+        for (j = 0; !failed && j < m; j++)
+            failed = push_py(rt, PyTuple_GET_ITEM(res, j)) < 0;
+        nret = (int)m;
+    } else {
+        failed = push_py(rt, res) < 0;
+        nret = 1;
+    }
+    Py_DECREF(res);
+    if (failed)
+        return python_error_to_lua(L, rt);
+    return nret;
+}
+
 /* the Lua side of a Python callable: upvalue 1 the userdata holding it, 2 the Runtime */
 static int pyfunc_call(lua_State *L)
 {
     PyObject **p = (PyObject **)lua_touserdata(L, lua_upvalueindex(1));
     Runtime *rt = (Runtime *)lua_touserdata(L, lua_upvalueindex(2));
-    int n = lua_gettop(L), i, nret = 0, failed = 0;
-    PyObject *stack[MAX_FAST_ARGS];
-    PyObject **args = stack;
-    PyObject *res = NULL;
     if (*p == NULL)
         return luaL_error(L, "call of a released Python function");
-    if (n > MAX_FAST_ARGS) {
-        args = PyMem_Malloc(sizeof(PyObject *) * (size_t)n);
-        if (args == NULL)
-            return luaL_error(L, "out of memory");
+    return call_python(L, rt, *p, NULL);
+}
+
+static PyObject *str_msg; /* "msg" */
+
+/* A function bound by Runtime.bind: func(state.msg, <arguments>), the argument count checked.
+   Upvalues: 1 userdata holding func, 2 userdata holding state, 3 the Runtime, 4 the count
+   (-1: any), 5 the name for errors. */
+static int bound_call(lua_State *L)
+{
+    PyObject **pf = (PyObject **)lua_touserdata(L, lua_upvalueindex(1));
+    PyObject **ps = (PyObject **)lua_touserdata(L, lua_upvalueindex(2));
+    Runtime *rt = (Runtime *)lua_touserdata(L, lua_upvalueindex(3));
+    lua_Integer want = lua_tointeger(L, lua_upvalueindex(4));
+    int n = lua_gettop(L);
+    PyObject *msg;
+    if (*pf == NULL || *ps == NULL)
+        return luaL_error(L, "call of a released Python function");
+    if (want >= 0 && n != (int)want) {
+        PyErr_Format(PyExc_TypeError, "%s() takes %d argument%s (%d given)",
+                     lua_tostring(L, lua_upvalueindex(5)), (int)want, want == 1 ? "" : "s", n);
+        return python_error_to_lua(L, rt);
     }
-    for (i = 0; i < n; i++) {
-        args[i] = to_py(rt, i + 1);
-        if (args[i] == NULL)
-            break;
-    }
-    if (i == n)
-        res = PyObject_Vectorcall(*p, args, (size_t)n, NULL);
-    while (i-- > 0)
-        Py_DECREF(args[i]);
-    if (args != stack)
-        PyMem_Free(args);
-    if (res != NULL) {
-        lua_settop(L, 0);
-        if (res == Py_None) {
-            nret = 0;
-        } else if (PyTuple_CheckExact(res)) {
-            Py_ssize_t k, m = PyTuple_GET_SIZE(res);
-            if (m > 200 || !lua_checkstack(L, (int)m + 1)) {
-                PyErr_SetString(PyExc_ValueError, "too many results for Lua");
-                failed = 1;
-            }
-            for (k = 0; !failed && k < m; k++)
-                failed = push_py(rt, PyTuple_GET_ITEM(res, k)) < 0;
-            nret = (int)m;
-        } else {
-            failed = push_py(rt, res) < 0;
-            nret = 1;
-        }
-        Py_DECREF(res);
-        if (!failed)
-            return nret;
-    }
-    /* a Python exception: kept for the outer call; the Lua error carries its text */
-    {
-        PyObject *t, *v, *tb, *text = NULL;
-        const char *msg = NULL;
-        PyErr_Fetch(&t, &v, &tb);
-        PyErr_NormalizeException(&t, &v, &tb);
-        if (v != NULL) {
-            text = PyUnicode_FromFormat("%s: %S", ((PyTypeObject *)t)->tp_name, v);
-            if (text != NULL)
-                msg = PyUnicode_AsUTF8(text);
-            if (msg == NULL)
-                PyErr_Clear();
-        }
-        if (msg == NULL) {
-            Py_XDECREF(text);
-            msg = "error in a Python function";
-            text = PyUnicode_FromString(msg);
-            if (text == NULL)
-                PyErr_Clear();
-        }
-        clear_pending(rt);
-        rt->ptype = t;
-        rt->pvalue = v;
-        rt->ptb = tb;
-        rt->ptext = text; /* owned by rt now; msg points into it */
-        lua_settop(L, 0);
-        lua_pushstring(L, msg);
-    }
-    return lua_error(L);
+    msg = PyObject_GetAttr(*ps, str_msg);
+    if (msg == NULL)
+        return python_error_to_lua(L, rt);
+    return call_python(L, rt, *pf, msg);
+}
+
+static void push_holder(lua_State *L, PyObject *o)
+{
+    PyObject **p = (PyObject **)lua_newuserdatauv(L, sizeof(PyObject *), 0);
+    Py_INCREF(o);
+    *p = o;
+    luaL_setmetatable(L, PYFUNC_MT);
 }
 
 static int push_callable(Runtime *rt, PyObject *o)
 {
     lua_State *L = rt->L;
-    PyObject **p = (PyObject **)lua_newuserdatauv(L, sizeof(PyObject *), 0);
-    Py_INCREF(o);
-    *p = o;
-    luaL_setmetatable(L, PYFUNC_MT);
+    push_holder(L, o);
     lua_pushlightuserdata(L, rt);
     lua_pushcclosure(L, pyfunc_call, 2);
     return 0;
@@ -625,7 +676,42 @@ static PyObject *Runtime_table(Runtime *self, PyObject *d)
     return r;
 }
 
+static PyObject *Runtime_bind(Runtime *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    lua_State *L = self->L;
+    const char *name;
+    long count;
+    PyObject *r;
+    if (nargs != 4 || !PyCallable_Check(args[0]) || !PyLong_Check(args[2])
+        || !PyUnicode_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "bind(func, state, nargs: int, name: str)");
+        return NULL;
+    }
+    count = PyLong_AsLong(args[2]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    name = PyUnicode_AsUTF8(args[3]);
+    if (name == NULL)
+        return NULL;
+    if (!lua_checkstack(L, 6)) {
+        PyErr_SetString(PyExc_MemoryError, "Lua stack overflow");
+        return NULL;
+    }
+    push_holder(L, args[0]);
+    push_holder(L, args[1]);
+    lua_pushlightuserdata(L, self);
+    lua_pushinteger(L, (lua_Integer)count);
+    lua_pushstring(L, name);
+    lua_pushcclosure(L, bound_call, 5);
+    r = new_ref(self, -1);
+    lua_pop(L, 1);
+    return r;
+}
+
 static PyMethodDef Runtime_methods[] = {
+    {"bind", (PyCFunction)(void (*)(void))Runtime_bind, METH_FASTCALL,
+     "bind(func, state, nargs, name): a Lua function calling func(state.msg, *args), "
+     "with exactly nargs arguments (-1: any)"},
     {"execute", (PyCFunction)(void (*)(void))Runtime_execute, METH_FASTCALL,
      "execute(code, name='=script', *args): load and run a chunk, return its results"},
     {"globals", (PyCFunction)Runtime_globals, METH_NOARGS, "the global table"},
@@ -657,6 +743,9 @@ PyMODINIT_FUNC PyInit__luart(void)
 {
     PyObject *m;
     if (PyType_Ready(&RuntimeType) < 0 || PyType_Ready(&LuaRefType) < 0)
+        return NULL;
+    str_msg = PyUnicode_InternFromString("msg");
+    if (str_msg == NULL)
         return NULL;
     m = PyModule_Create(&luart_module);
     if (m == NULL)

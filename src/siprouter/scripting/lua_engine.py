@@ -132,7 +132,8 @@ def _strip_comments(text: str) -> str:
 
 
 class _LupaRuntime:
-    """lupa's LuaRuntime behind the interface of ``_luart.Runtime`` (the fallback)."""
+    """lupa's LuaRuntime behind the interface of ``_luart.Runtime`` (the fallback); KSR
+    functions are the closures of :func:`ksr.bind`."""
 
     def __init__(self, lupa: Any) -> None:
         self._lua = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False,
@@ -152,9 +153,12 @@ class _LupaRuntime:
         t: str | None = self._lua_type(v)
         return t
 
+    def bind_export(self, ex: Export, state: KsrState, path: str) -> Any:
+        return bind(state, ex)
+
 
 class _LuartRuntime:
-    """``_luart.Runtime`` with ``type_of``."""
+    """``_luart.Runtime`` with ``type_of`` and ``bind_export``."""
 
     def __init__(self, luart: Any) -> None:
         self._rt = luart.Runtime()
@@ -165,6 +169,10 @@ class _LuartRuntime:
 
     def type_of(self, v: Any) -> str | None:
         return v.type if isinstance(v, self._ref) else None
+
+    def bind_export(self, ex: Export, state: KsrState, path: str) -> Any:
+        """A Lua function calling ``ex.func(state.msg, *args)`` in C (no Python closure)."""
+        return self._rt.bind(ex.func, state, len(ex.params), path)
 
 
 def lua_backend(name: str | None = None) -> tuple[str, Any, Any, Any]:
@@ -224,7 +232,8 @@ class LuaScript:
         for name, me in present.items():
             funcs: dict[str, Any] = {}
             for ex in me.exports:
-                call: Any = bind(self.state, ex)
+                call: Any = lua.bind_export(ex, self.state,
+                                            f"KSR.{name}.{ex.name}" if name else f"KSR.{ex.name}")
                 method = _method_is_of(ex)
                 if ex.func is _is_method_in:
                     call = is_method_in(letters, call)
