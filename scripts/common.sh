@@ -91,15 +91,22 @@ ensure_venv() {
         local luart=0
         have_lua_headers && luart=1
         say "installing siprouter${extras:+ with [$extras]} into $VENV, hot path compiled with mypyc$(
-            [ "$luart" = 1 ] && echo ", Lua binding _luart built")"
-        if (cd "$ROOT" && "${pip[@]}" 'setuptools>=68' wheel 'mypy>=1.10' \
-            && SIPROUTER_MYPYC=1 SIPROUTER_LUART="$luart" "${pip[@]}" --no-build-isolation \
-                -e "$spec") \
-            >"$VENV/mypyc-build.log" 2>&1 \
-            && "$VENV/bin/python" -c 'import siprouter.proxy.core' >/dev/null 2>&1; then
-            echo "$hash" >"$stamp"
-            return 0
-        fi
+            [ "$luart" = 1 ] && echo ", with the Lua binding _luart")"
+        # with the Lua binding when its headers are there; if that build fails, once more
+        # without it (Lua scripts then run on lupa) before falling back to pure Python
+        for try_luart in $([ "$luart" = 1 ] && echo 1) 0; do
+            if (cd "$ROOT" && "${pip[@]}" 'setuptools>=68' wheel 'mypy>=1.10' \
+                && SIPROUTER_MYPYC=1 SIPROUTER_LUART="$try_luart" "${pip[@]}" \
+                    --no-build-isolation -e "$spec") \
+                >"$VENV/mypyc-build.log" 2>&1 \
+                && "$VENV/bin/python" -c 'import siprouter.proxy.core' >/dev/null 2>&1; then
+                echo "$hash" >"$stamp"
+                return 0
+            fi
+            [ "$try_luart" = 1 ] && say "the build with the Lua binding failed (see" \
+                "$VENV/mypyc-build.log): building without it"
+            drop_compiled
+        done
         say "the mypyc build failed (see $VENV/mypyc-build.log): installing pure Python"
         drop_compiled
     else
