@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import time
 
 import pytest
 from hypothesis import given, settings
@@ -147,17 +146,15 @@ def test_content_length_name_must_be_whole() -> None:
     assert StreamFramer().feed(msg) == [msg]
 
 
-def test_linear_time_on_byte_by_byte_feeding() -> None:
-    # a 60 kB header section fed one byte at a time must not rescan the buffer each time
+def test_byte_by_byte_feeding_of_a_large_header_section() -> None:
+    # a 60 kB header section fed one byte at a time frames as one message; that the search does
+    # not rescan the buffer each time is checked without a clock by the next test
     big = b"OPTIONS sip:a@b SIP/2.0\r\n" + b"X-Pad: " + b"a" * 60000 + b"\r\nl: 0\r\n\r\n"
     f = StreamFramer()
-    t0 = time.perf_counter()
     out: list[bytes] = []
     for i in range(len(big)):
         out += f.feed(big[i : i + 1])
-    elapsed = time.perf_counter() - t0
     assert out == [big]
-    assert elapsed < 5.0
 
 
 def test_header_search_resumes_where_it_stopped() -> None:

@@ -322,8 +322,16 @@ class Auth:
             return Verdict(AUTH_ERROR, (500, "Server Internal Error"), username, realm)
         meth = method or msg.method
         if cred is None:
-            # the same work as a real check, so timing does not tell unknown users apart
-            digest.verify_response(params, meth, self._dummy_ha1, msg.body)
+            # the same work as a real check (an HA1 computed first where the store would hand
+            # a password rather than an HA1), so timing does not tell unknown users apart
+            dummy = self._dummy_ha1
+            hashes = getattr(lookup, "hashes", None)
+            if hashes is not None and hashes(username, algorithm):
+                try:
+                    dummy = digest.ha1(username, realm, dummy, algorithm)
+                except ValueError:
+                    pass
+            digest.verify_response(params, meth, dummy, msg.body)
             return Verdict(AUTH_USER_UNKNOWN, username=username, realm=realm)
         value, is_ha1 = cred
         try:

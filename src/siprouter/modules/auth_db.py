@@ -100,6 +100,16 @@ class AuthDb:
                 return sub.password, False  # the stored HA1 is MD5: compute this algorithm's
             value: str = getattr(sub, col)
             return value, col != "password"
+
+        def hashes(username: str, algorithm: str) -> bool:
+            """Whether a check for this user would compute an HA1 (see ``lookup``): what
+            ``Auth.verify`` repeats for unknown users."""
+            if s.calculate_ha1:
+                return True
+            col = s.password_column_2 if "@" in username else s.password_column
+            return col == "password" or algorithm.upper() not in ("MD5", "MD5-SESS")
+
+        lookup.hashes = hashes  # type: ignore[attr-defined]
         return lookup
 
     def authenticate(self, req: Any, realm: str, table: str, hf: tuple[str, str, int, str],
