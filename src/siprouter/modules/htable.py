@@ -173,14 +173,7 @@ class HTable:
     def _live(self, key: str, now: float) -> list[Any] | None:
         if self.bus is not None:
             self.bus.sync()
-            return self._item(key, now)
-        it = self.items.get(key)  # the single-process path, inlined
-        if it is None:
-            return None
-        if it[1] and it[1] <= now:
-            del self.items[key]
-            return None
-        return it
+        return self._item(key, now)
 
     def _item(self, key: str, now: float) -> list[Any] | None:
         it = self.items.get(key)
