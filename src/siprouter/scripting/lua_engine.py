@@ -31,8 +31,9 @@ __all__ = ["LuaScript"]
 # KSR.x.exit() ends the route function with a Lua error carrying a private token, caught by
 # the route runner's pcall: a Python exception crossing Lua costs about 20 us, this about 1 us.
 #
-# Every call from Lua into Python costs about 0.5 us (lupa: GIL, argument tuple, conversions),
-# and more in a busy server, where lupa's and Lua's code is no longer in the CPU caches. So
+# Every call from Lua into Python costs about 0.1 us with _luart and 0.2-0.5 us with lupa (GIL,
+# argument tuple, conversions), and more in a busy server, where the Lua VM's code is no longer
+# in the CPU caches (docs/lua.md). So
 # facts every script asks for cross once per route call, packed into one integer: the method
 # code times 2, plus 1 when the To header has a tag. The method checks (KSR.is_INVITE() ...
 # KSR.is_method_in()) and KSR.siputils.has_totag() then answer in Lua. ``rm`` is the method of
