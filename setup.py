@@ -2,7 +2,8 @@
 
 A plain install (``pip install -e .``) is pure Python. With ``SIPROUTER_MYPYC=1`` in the
 environment the hot-path modules below are compiled with mypyc into extension modules next to
-their sources; the build needs mypy and a C compiler in the build environment, so run it as
+their sources, and the C header scanner ``siprouter.sip._scan`` is built with them; the build
+needs mypy and a C compiler in the build environment, so run it as
 ``SIPROUTER_MYPYC=1 pip install --no-build-isolation -e .`` from a venv that has mypy,
 setuptools and wheel. With ``SIPROUTER_LUART=1`` the Lua binding
 ``siprouter.scripting._luart`` (C, docs/lua.md) is built too; it needs Lua 5.4's headers and
@@ -40,6 +41,8 @@ HOT_PATH = [
     "src/siprouter/scripting/api.py",
 ]
 
+SCAN_SOURCE = "src/siprouter/sip/_scan.c"
+
 ext_modules = []
 if os.environ.get("SIPROUTER_MYPYC") == "1":
     try:
@@ -51,6 +54,10 @@ if os.environ.get("SIPROUTER_MYPYC") == "1":
         ) from exc
 
     ext_modules = mypycify(["--config-file=pyproject.toml", *HOT_PATH], opt_level="3")
+    # the header-line index in C, used by the compiled sip/message.py (and by the pure one
+    # when present)
+    ext_modules.append(Extension("siprouter.sip._scan", [SCAN_SOURCE],
+                                 extra_compile_args=["-O2"]))
 
 LUART_SOURCE = "src/siprouter/scripting/_luart.c"
 

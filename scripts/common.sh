@@ -43,7 +43,7 @@ wanted_build() {
         echo pure
         return
     fi
-    echo "mypyc:$(cd "$ROOT" && cat setup.py $(mypyc_modules) src/siprouter/scripting/_luart.c \
+    echo "mypyc:$(cd "$ROOT" && cat setup.py $(mypyc_modules) src/siprouter/scripting/_luart.c src/siprouter/sip/_scan.c \
         | sha256sum | cut -d' ' -f1)"
 }
 

@@ -124,6 +124,17 @@ def test_utf8_values_round_trip() -> None:
     assert "Subject: café\r\n".encode() in m.to_bytes()
 
 
+@pytest.mark.parametrize("folded", [False, True])
+def test_utf8_value_ending_in_a0_byte_is_kept_whole(folded: bool) -> None:
+    """"à" is C3 A0 in UTF-8: the trailing A0 byte is not whitespace to trim, on either
+    header-line path (folding takes the line-by-line one)."""
+    fold = "\r\n x" if folded else ""
+    raw = f"MESSAGE sip:a@b SIP/2.0\r\nSubject: voilà{fold}\r\nX-B: \u00e0 \r\n\r\n".encode()
+    m = parse_message(raw)
+    assert m.get("subject") == ("voilà x" if folded else "voilà")
+    assert m.get("x-b") == "à"
+
+
 def test_compact_keeps_content_and_edits() -> None:
     m = parse_message(INVITE)
     m.insert_top("Via", "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKnew")

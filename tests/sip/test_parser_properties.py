@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siprouter.sip.digest import parse_auth_header
 from siprouter.sip.headers import (
+    _fast_via,
+    _parse_one_via_full,
     parse_contacts,
     parse_cseq,
     parse_name_addr,
@@ -194,3 +197,63 @@ def test_name_addr_round_trip(text: str) -> None:
     except ValueError:
         return
     assert parse_name_addr(na.to_string()) == na
+
+
+via_like = st.builds(
+    lambda tr, host, port, params: f"SIP/2.0/{tr} {host}{port}{params}",
+    st.sampled_from(["UDP", "udp", "TcP", "TLS", "WSS", "SCTP", "XYZ", "U2", ""]),
+    st.sampled_from(["h.example", "192.0.2.1", "h_x.example", "[::1]", "é.example", "", "a b"]),
+    st.sampled_from(["", ":5060", ":0", ":65535", ":65536", ":123456", ":", ":5²", ":x"]),
+    st.from_regex(r"(;[a-zA-Z!~]{0,5}(=[a-zA-Z0-9%:\[\]\"é,]{0,5})?){0,4}", fullmatch=True),
+)
+
+
+@SETTINGS
+@given(st.one_of(via_like, st.builds(lambda s: "SIP/2.0/UDP h.example" + s, sip_text)))
+def test_via_fast_path_agrees_with_full_parser(text: str) -> None:
+    """The string-method fast path either declines or gives what the full grammar gives."""
+    try:
+        fast = _fast_via(text)
+    except ValueError:  # only a port out of range is refused by the fast path itself
+        with pytest.raises(ValueError):
+            _parse_one_via_full(text)
+        return
+    if fast is None:
+        return
+    assert fast == _parse_one_via_full(text)
+
+
+header_block = st.lists(
+    st.one_of(
+        st.builds(lambda n, v: f"{n}:{v}", st.sampled_from(
+            ["Via", "via", "v", "To", "From ", "Call-ID", "X-New", "", " folded", "Bad Name"]),
+            st.text(alphabet=" \t\x0b\x1fabc:;,\r\xa0\xe9", max_size=12)),
+        st.text(alphabet="ab:\r\n \t", max_size=6),
+    ),
+    max_size=6,
+).map(lambda lines: "".join(line + "\r\n" for line in lines))
+
+
+@SETTINGS
+@given(st.one_of(header_block, st.text(alphabet="Via:ab \r\n\t\xe9", max_size=40)))
+def test_c_header_scanner_agrees_with_python_loop(block: str) -> None:
+    """siprouter.sip._scan.index_headers gives what message._fast_headers gives, or declines
+    exactly when it does."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip import message
+
+    message._index_block("Via: a\r\nTo: b\r\nFrom : c\r\n")  # names the loop has seen
+    py: list[list[str | None]] = []
+    ok = message._fast_headers(py, block)
+    got = scan.index_headers(block, message._parse_entries)
+    assert got == (py if ok else None)
+
+
+def test_c_header_scanner_refuses_wrong_types_and_wide_text() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    with pytest.raises(TypeError):
+        scan.index_headers(b"Via: a\r\n", {})
+    with pytest.raises(TypeError):
+        scan.index_headers("Via: a\r\n")
+    assert scan.index_headers("Via: \u0394\r\n", {"Via": ("via", "Via")}) is None
+    assert scan.index_headers("", {}) == []

@@ -139,3 +139,34 @@ def test_unsupported_proxy_require() -> None:
     msg = parse_message(request(extra=(("Proxy-Require", "foo, bar"), ("Proxy-Require", "baz"))))
     assert unsupported_proxy_require(msg, frozenset({"bar"})) == ["foo", "baz"]
     assert unsupported_proxy_require(parse_message(request()), frozenset()) == []
+
+
+@pytest.mark.parametrize(
+    ("header", "good", "bad"),
+    [
+        ("From", "Alice <sip:alice@example.com>;tag=1", "Alice <sip:alice@exa mple.com>;tag=1"),
+        ("To", "<sip:bob@example.com>", "<sip:bob@example.com"),
+        ("Call-ID", "abc@host", "abc@@host"),
+        ("CSeq", "314159 INVITE", "99999999999 INVITE"),
+        ("Route", "<sip:p.example.com;lr>", "<sip:p.example.com;lr"),
+    ],
+)
+def test_remembered_verdicts_stay_right(header: str, good: str, bad: str) -> None:
+    """Verdicts on header values are remembered: asking again, in any order, gives the same
+    answer as the first time, for good and bad values alike."""
+    over = {header.replace("-", "_"): good}
+    bad_over = {header.replace("-", "_"): bad}
+    for _ in range(3):
+        assert check(request(**over)) is None
+        assert check(request(**bad_over)) == (400, f"Bad {header} Header Field")
+
+
+def test_remembered_verdicts_are_bounded() -> None:
+    from siprouter.sip import validate as v
+
+    for i in range(v._MEMO_MAX_ENTRIES + 10):
+        assert check(request(From=f"<sip:a{i}@example.com>;tag={i}")) is None
+    assert 0 < len(v._name_addr_memo) <= v._MEMO_MAX_ENTRIES
+    long_value = "<sip:" + "a" * v._MEMO_MAX_LEN + "@example.com>;tag=x"
+    assert check(request(From=long_value)) is None
+    assert long_value not in v._name_addr_memo

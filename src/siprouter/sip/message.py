@@ -27,9 +27,19 @@ differs from the request method, a missing Call-ID ...) are checked by ``sip.val
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 
-from .headers import Via, parse_via, split_commas
+from .headers import Via, parse_first_via, parse_via, parse_via_items, split_commas
+
+# The header-line index in C (siprouter/sip/_scan.c), built with the compiled hot path; a pure
+# Python install does the same work in _fast_headers.
+_c_index_headers: Callable[[str, dict[str, tuple[str, str]]], list[list[str | None]] | None] | None
+try:
+    from . import _scan
+
+    _c_index_headers = _scan.index_headers
+except ImportError:
+    _c_index_headers = None
 
 __all__ = [
     "COMPACT_FORMS",
@@ -328,6 +338,10 @@ class SipMessage:
         For code that copies values from one message into another byte-for-byte."""
         return [(h[0], h[1]) for h in self._hdrs]  # type: ignore[misc]
 
+    def wire_values_of(self, names: frozenset[str]) -> list[str]:
+        """Wire-form values of every line whose canonical name is in ``names``, in order."""
+        return [h[1] for h in self._hdrs if h[0] in names]  # type: ignore[misc]
+
     def _invalidate(self, c: str) -> None:
         self._edited = True
         if c == "via":
@@ -402,7 +416,18 @@ class SipMessage:
         hdrs = self._hdrs
         for i, h in enumerate(hdrs):
             if h[0] == c:
-                parts = split_commas(h[1])  # type: ignore[arg-type]
+                v = h[1]
+                assert v is not None
+                if '"' not in v and "<" not in v:  # the common case: cut at the first comma
+                    comma = v.find(",")
+                    first = v[:comma].strip(_WIRE_WS) if comma >= 0 else ""
+                    rest = v[comma + 1 :].strip(_WIRE_WS) if comma >= 0 else ""
+                    if first and rest and not rest.startswith(","):
+                        h[1] = rest
+                        h[2] = None
+                        self._invalidate(c)
+                        return _from_wire(first)
+                parts = split_commas(v)
                 if len(parts) <= 1:
                     del hdrs[i]
                 else:
@@ -475,16 +500,14 @@ class SipMessage:
 
     @property
     def via1(self) -> Via:
-        """The top Via, parsed (ValueError when missing or malformed)."""
+        """The top Via, parsed (ValueError when missing or malformed). Only the first via-parm
+        is parsed: a proxy reads no other (``vias`` parses and checks them all)."""
         v = self._via1
         if v is None:
             raw = self.get("via")
             if raw is None:
                 raise ValueError("no Via header")
-            first = parse_via(raw)
-            if not first:
-                raise ValueError("empty Via header")
-            v = self._via1 = first[0]
+            v = self._via1 = parse_first_via(raw)
         return v
 
     @property
@@ -493,10 +516,17 @@ class SipMessage:
         out = self._vias
         if out is None:
             out = []
+            top = self._via1
             for v in self.get_all("via"):
-                out.extend(parse_via(v))
-            if out and self._via1 is not None:
-                out[0] = self._via1  # one object for the top Via, whoever parsed it first
+                if top is None:
+                    out.extend(parse_via(v))
+                else:  # the top via-parm is parsed already (and maybe edited in place)
+                    items = split_commas(v)
+                    if not items:
+                        raise ValueError("bad Via: empty")
+                    out.append(top)
+                    out.extend(parse_via_items(items[1:]))
+                    top = None
             self._vias = out
             if out:
                 self._via1 = out[0]
@@ -531,23 +561,23 @@ class SipMessage:
         first = self._first
         if not first:
             if self.is_request:
-                first = f"{self.method} {self._ruri} {self.version}\r\n"
+                first = f"{self.method} {self._ruri} {self.version}"
             else:
-                first = f"{self.version} {self.status} {self._reason}\r\n"
+                first = f"{self.version} {self.status} {self._reason}"
             self._first = first
         parts = [first]
         append = parts.append
         for h in self._hdrs:
-            line = h[2]
+            line = h[2]  # the line as received, without its line end; None once edited
             if line is None:
                 written = h[3]
                 append(
-                    f"{written or _DISPLAY.get(h[0]) or display_name(h[0])}: {h[1]}\r\n"  # type: ignore[arg-type]
+                    f"{written or _DISPLAY.get(h[0]) or display_name(h[0])}: {h[1]}"  # type: ignore[arg-type]
                 )
             else:
                 append(line)
         append("\r\n")
-        return "".join(parts).encode("latin-1") + self._body
+        return "\r\n".join(parts).encode("latin-1") + self._body
 
     def copy(self) -> SipMessage:
         """An independent copy (edits on it do not touch this message)."""
@@ -606,27 +636,52 @@ def _tag_of(value: str | None) -> str | None:
 
 
 # One header line, CRLF-terminated: name (anything but ':' and line ends), ':' and the rest.
-_HDR_LINE_RE = re.compile(r"([^\r\n:]*):([^\r\n]*)\r\n")
+# Whitespace trimmed around a header value in wire form: ASCII only, as str.strip() would also
+# take U+0085 and U+00A0, which in wire form are the last bytes of UTF-8 characters ("à" ends in
+# 0xA0)
+_WIRE_WS = " \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f"
 # written name -> (canonical name, name as written without trailing LWS); valid tokens only
 _parse_entries: dict[str, tuple[str, str]] = {}
 
 
+def _index_block(block: str) -> list[list[str | None]]:
+    """The header entries of a header section (``block``: the lines after the start line)."""
+    if _c_index_headers is not None:
+        hl = _c_index_headers(block, _parse_entries)
+        if hl is not None:
+            return hl
+    hdrs: list[list[str | None]] = []
+    if not _fast_headers(hdrs, block):
+        hdrs = []
+        _slow_headers(hdrs, block)
+    return hdrs
+
+
 def _fast_headers(hdrs: list[list[str | None]], block: str) -> bool:
-    """The common case in C: CRLF lines, no folding, header names seen before.
+    """The common case: CRLF lines, no folding, header names seen before (what
+    ``siprouter.sip._scan.index_headers`` does in C, when it is built).
 
     Returns False (and the caller starts over with :func:`_slow_headers`, which also gives
-    the errors) when any line does not fit: a folded line, a bare LF, a new or bad name.
+    the errors) when any line does not fit: a folded line, a bare LF or CR, a new or bad name.
+    Plain ``str`` methods (no regex): ``split``/``count``/``find`` scan in C at memchr speed.
     """
-    found = _HDR_LINE_RE.findall(block)
-    if len(found) != block.count("\n") or len(found) != block.count("\r"):
+    lines = block.split("\r\n")
+    n = len(lines) - 1
+    # every LF ends a CRLF line (a bare CR inside a line stays in its value, as on the slow
+    # path)
+    if lines[n] or block.count("\n") != n:
         return False
     entries = _parse_entries
     append = hdrs.append
-    for name, rest in found:
-        ent = entries.get(name)
-        if ent is None:
+    for i in range(n):
+        line = lines[i]
+        colon = line.find(":")
+        if colon <= 0:
             return False
-        append([ent[0], rest.strip(), f"{name}:{rest}\r\n", ent[1]])
+        ent = entries.get(line[:colon])
+        if ent is None:  # a new name (checked by the slow path), or a folded line
+            return False
+        append([ent[0], line[colon + 1 :].strip(_WIRE_WS), line, ent[1]])
     return True
 
 
@@ -639,10 +694,8 @@ def _slow_headers(hdrs: list[list[str | None]], block: str) -> None:
     cur_lines: list[str] | None = None
     for line in lines:
         if line.endswith("\r"):
-            raw_line = line + "\n"
             line = line[:-1]
-        else:
-            raw_line = line + "\r\n"  # a bare LF line end leaves as CRLF
+        raw_line = line  # stored without its line end; a bare LF leaves as CRLF
         if not line:
             raise ParseError(400, "empty line inside header section")
         c0 = line[0]
@@ -650,9 +703,9 @@ def _slow_headers(hdrs: list[list[str | None]], block: str) -> None:
             # folded continuation of the previous header line (RFC 3261 §7.3.1)
             if cur is None or cur_lines is None:
                 raise ParseError(400, "continuation line before the first header")
-            cur[1] = f"{cur[1]} {line.strip()}".strip()
+            cur[1] = f"{cur[1]} {line.strip(_WIRE_WS)}".strip(_WIRE_WS)
             cur_lines.append(raw_line)
-            cur[2] = "".join(cur_lines)
+            cur[2] = "\r\n".join(cur_lines)
             continue
         colon = line.find(":")
         if colon <= 0:
@@ -666,7 +719,7 @@ def _slow_headers(hdrs: list[list[str | None]], block: str) -> None:
             ent = (canonical_name(stripped), stripped)
             if len(entries) < 4096:
                 entries[name] = ent
-        cur = [ent[0], line[colon + 1 :].strip(), raw_line, ent[1]]
+        cur = [ent[0], line[colon + 1 :].strip(_WIRE_WS), raw_line, ent[1]]
         cur_lines = [raw_line]
         hdrs.append(cur)
 
@@ -676,12 +729,7 @@ def _index_headers(raw: bytes) -> list[list[str | None]]:
     end = raw.find(b"\r\n\r\n")
     head_end = end + 2 if end >= 0 else raw.find(b"\n\n") + 1
     head = raw[:head_end].decode("latin-1")
-    block = head[head.find("\n") + 1 :]
-    hdrs: list[list[str | None]] = []
-    if not _fast_headers(hdrs, block):
-        hdrs = []
-        _slow_headers(hdrs, block)
-    return hdrs
+    return _index_block(head[head.find("\n") + 1 :])
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
@@ -715,10 +763,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     first = head[:fl_end].removesuffix("\r")
     _parse_first_line(msg, first)
     block = head[fl_end + 1 :]
-    if not _fast_headers(msg._hdrs, block):
-        msg._hdrs = []
-        _slow_headers(msg._hdrs, block)
-    hdrs = msg._hdrs
+    hdrs = msg._hdrs = _index_block(block)
 
     # Content-Length and body
     cl_values = [h[1] for h in hdrs if h[0] == "content-length"]
@@ -761,7 +806,7 @@ def _parse_first_line(msg: SipMessage, first: str) -> None:
         msg.status = int(code)
         msg._reason = parts[2] if len(parts) > 2 else ""
         msg.version = _SIP20
-        msg._first = first + "\r\n"
+        msg._first = first
         return
     # Request-Line = Method SP Request-URI SP SIP-Version  (exactly single SPs, RFC 3261 §25.1)
     parts = first.split(" ")
@@ -782,4 +827,4 @@ def _parse_first_line(msg: SipMessage, first: str) -> None:
     msg.method = method
     msg._ruri = ruri
     msg.version = _SIP20
-    msg._first = first + "\r\n"
+    msg._first = first

@@ -104,8 +104,7 @@ def _fast_name_addr(value: str) -> bool | None:
     return True
 
 
-def _check_name_addr(value: str) -> bool:
-    """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
+def _check_name_addr_uncached(value: str) -> bool:
     fast = _fast_name_addr(value)
     if fast is not None:
         return fast
@@ -116,6 +115,73 @@ def _check_name_addr(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _uri_list_ok(value: str) -> bool:
+    if _fast_uri_list(value):
+        return True
+    try:
+        parse_name_addr_list(value)
+    except ValueError:
+        return False
+    return True
+
+
+# The verdicts on header values, remembered: the checks are pure functions of the text, and
+# the same From, To, Route and Contact values come back in every request of a dialog (and in
+# retransmissions). Bounded in entries and in the length of a value remembered.
+_MEMO_MAX_ENTRIES = 4096
+_MEMO_MAX_LEN = 256
+_name_addr_memo: dict[str, bool] = {}
+_uri_list_memo: dict[str, bool] = {}
+_call_id_memo: dict[str, bool] = {}
+_cseq_memo: dict[str, bool] = {}
+
+
+def _remember(memo: dict[str, bool], value: str, verdict: bool) -> bool:
+    if len(value) <= _MEMO_MAX_LEN:
+        if len(memo) >= _MEMO_MAX_ENTRIES:
+            memo.clear()
+        memo[value] = verdict
+    return verdict
+
+
+def _check_name_addr(value: str) -> bool:
+    """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
+    known = _name_addr_memo.get(value)
+    if known is not None:
+        return known
+    return _remember(_name_addr_memo, value, _check_name_addr_uncached(value))
+
+
+def _check_uri_list(value: str) -> bool:
+    """A Route/Record-Route value: a list of name-addrs."""
+    known = _uri_list_memo.get(value)
+    if known is not None:
+        return known
+    return _remember(_uri_list_memo, value, _uri_list_ok(value))
+
+
+def _check_call_id(value: str) -> bool:
+    known = _call_id_memo.get(value)
+    if known is not None:
+        return known
+    return _remember(_call_id_memo, value, _CALL_ID_RE.fullmatch(value) is not None)
+
+
+def _cseq_ok(value: str) -> bool:
+    try:
+        parse_cseq(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_cseq(value: str) -> bool:
+    known = _cseq_memo.get(value)
+    if known is not None:
+        return known
+    return _remember(_cseq_memo, value, _cseq_ok(value))
 
 
 def _common(msg: SipMessage) -> tuple[int, str] | None:
@@ -138,12 +204,13 @@ def _common(msg: SipMessage) -> tuple[int, str] | None:
         if value is None or not _check_name_addr(value):
             return _bad(name)
     call_id = msg.get("call-id")
-    if call_id is None or _CALL_ID_RE.fullmatch(call_id) is None:
+    if call_id is None or not _check_call_id(call_id):
         return _bad("Call-ID")
     try:
         msg.cseq_num  # noqa: B018 - parses (and caches) the CSeq
-        parse_cseq(msg.get("cseq") or "")
     except ValueError:
+        return _bad("CSeq")
+    if not _check_cseq(msg.get("cseq") or ""):
         return _bad("CSeq")
     return None
 
@@ -178,12 +245,9 @@ def _validate_request(msg: SipMessage, require_max_forwards: bool) -> tuple[int,
         except ValueError:
             return _bad("Contact")
     for c, name in (("route", "Route"), ("record-route", "Record-Route")):
-        try:
-            for v in msg.get_all(c):
-                if not _fast_uri_list(v):
-                    parse_name_addr_list(v)
-        except ValueError:
-            return _bad(name)
+        for v in msg.get_all(c):
+            if not _check_uri_list(v):
+                return _bad(name)
     try:
         uri = parse_uri(msg.ruri)
     except UnsupportedURIScheme:

@@ -1,0 +1,3 @@
+def index_headers(
+    block: str, entries: dict[str, tuple[str, str]]
+) -> list[list[str | None]] | None: ...
