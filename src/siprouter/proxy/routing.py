@@ -229,7 +229,7 @@ def branch_hash(msg: SipMessage, received_ruri: str) -> str:
         msg.call_id,
         msg.cseq_num,
         # Proxy-Require, Proxy-Authorization and Route, in one pass over the header lines
-        tuple(v for c, v in msg.header_items() if c in _LOOP_HEADERS),
+        tuple(msg.wire_values_of(_LOOP_HEADERS)),
     ))
     return f"{h & 0xFFFFFFFFFFFFFFFF:016x}"
 
