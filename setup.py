@@ -23,6 +23,7 @@ from setuptools import Extension, setup
 # and the test suite passes against the compiled build. scripts/common.sh hashes these files.
 HOT_PATH = [
     "src/siprouter/sip/types.py",
+    "src/siprouter/sip/charset.py",
     "src/siprouter/sip/framing.py",
     "src/siprouter/sip/uri.py",
     "src/siprouter/sip/headers.py",

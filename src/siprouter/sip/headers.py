@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
+from .charset import ALNUM, char_table, chars_in
 from .uri import normalize_ipv6
 
 __all__ = [
@@ -270,27 +271,11 @@ def format_via(transport: str, host: str, port: int | None, params: dict[str, st
 # The form nearly every element writes: ``SIP/2.0/UDP host[:port];k[=v]...`` with no LWS and
 # no quoted values. It is read with plain string methods and byte-table checks (no regex: the
 # regex engine costs tens of instructions a character); anything else takes the full parser.
-def _char_table(chars: str) -> bytes:
-    return bytes(1 if chr(i) in chars else 0 for i in range(128))
-
-
-_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
-_FAST_HOST = _char_table(_ALNUM + ".-")
-_FAST_PORT = _char_table("0123456789")
-_FAST_PKEY = _char_table(_ALNUM + "-.!%*_+`'~")
-_FAST_PVAL = _char_table(_ALNUM + "-.!%*_+`'~:[]")
+_FAST_HOST = char_table(ALNUM + ".-")
+_FAST_PORT = char_table("0123456789")
+_FAST_PKEY = char_table(ALNUM + "-.!%*_+`'~")
+_FAST_PVAL = char_table(ALNUM + "-.!%*_+`'~:[]")
 _FAST_TRANSPORTS = frozenset(("UDP", "TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"))
-
-
-def _chars_in(s: str, table: bytes) -> bool:
-    """Every character of ``s`` (non-empty) is ASCII and marked in ``table``."""
-    if not s:
-        return False
-    for i in range(len(s)):
-        c = ord(s[i])
-        if c > 127 or not table[c]:
-            return False
-    return True
 
 
 def _fast_via(text: str) -> Via | None:
@@ -304,20 +289,20 @@ def _fast_via(text: str) -> Via | None:
         return None
     parts = text[sp + 1 :].split(";")
     host, colon, port_text = parts[0].partition(":")
-    if not _chars_in(host, _FAST_HOST):
+    if not chars_in(host, _FAST_HOST):
         return None
     port: int | None = None
     if colon:
-        if len(port_text) > 5 or not _chars_in(port_text, _FAST_PORT):
+        if len(port_text) > 5 or not chars_in(port_text, _FAST_PORT):
             return None
         port = _check_port(port_text, "Via")
     params: dict[str, str | None] = {}
     for j in range(1, len(parts)):
         k, eq, v = parts[j].partition("=")
-        if not _chars_in(k, _FAST_PKEY):
+        if not chars_in(k, _FAST_PKEY):
             return None
         if eq:
-            if not _chars_in(v, _FAST_PVAL):
+            if not chars_in(v, _FAST_PVAL):
                 return None
             params[k.lower()] = v
         else:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from .charset import ALNUM, char_table, chars_in
+
 __all__ = ["SipURI", "UnsupportedURIScheme", "normalize_ipv6", "parse_uri", "uri_equal"]
 
 _HEX2 = r"%[0-9A-Fa-f]{2}"
@@ -46,6 +48,10 @@ _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
 # RFC 3966 telephone-subscriber, leniently: digits, hex digits, visual separators, '*', '#', '+'
 _TEL_NUMBER_RE = re.compile(rf"(?:[0-9A-Fa-f*#+\-.()pPwW]|{_HEX2})+")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
+# the same classes without escapes, for the fast half of each check (charset.py)
+_UNRESERVED_CHARS = ALNUM + "-_.!~*'()"
+_USER_CHARS = char_table(_UNRESERVED_CHARS + "&=+$,;?/")
+_PARAM_CHARS = char_table(_UNRESERVED_CHARS + "[]/:&+$")
 _TEL_VISUAL_RE = re.compile(r"[\-.()]")
 
 # RFC 3261 §19.1.4: these parameters must match when present in either URI.
@@ -157,10 +163,10 @@ def _parse_params(text: str, uri: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
     for item in text.split(";"):
         name, eq, value = item.partition("=")
-        if _PARAMCHARS_RE.fullmatch(name) is None:
+        if not chars_in(name, _PARAM_CHARS) and _PARAMCHARS_RE.fullmatch(name) is None:
             raise ValueError(f"bad URI parameter {item!r} in {uri!r}")
         if eq:
-            if _PARAMCHARS_RE.fullmatch(value) is None:
+            if not chars_in(value, _PARAM_CHARS) and _PARAMCHARS_RE.fullmatch(value) is None:
                 raise ValueError(f"bad URI parameter value {item!r} in {uri!r}")
             params[name.lower()] = value
         else:
@@ -208,9 +214,12 @@ def parse_uri(text: str) -> SipURI:
 
 def _parse_uri(text: str) -> SipURI:
     scheme, colon, rest = text.partition(":")
-    if not colon or _SCHEME_RE.fullmatch(scheme) is None:
+    if not colon:
         raise ValueError(f"bad URI {text[:60]!r}: no scheme")
-    scheme = scheme.lower()
+    low = scheme.lower()
+    if low not in ("sip", "sips", "tel") and _SCHEME_RE.fullmatch(scheme) is None:
+        raise ValueError(f"bad URI {text[:60]!r}: no scheme")
+    scheme = low
     if scheme not in ("sip", "sips"):
         if scheme == "tel":
             return _parse_tel(rest, text)
@@ -225,7 +234,7 @@ def _parse_uri(text: str) -> SipURI:
         userinfo = rest[:at]
         rest = rest[at + 1 :]
         user, colon, pw = userinfo.partition(":")
-        if _USER_RE.fullmatch(user) is None:
+        if not chars_in(user, _USER_CHARS) and _USER_RE.fullmatch(user) is None:
             raise ValueError(f"bad user part in URI {text[:60]!r}")
         if colon:
             if _PASSWORD_RE.fullmatch(pw) is None:
