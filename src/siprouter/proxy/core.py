@@ -37,6 +37,7 @@ from typing import Any, Protocol
 from ..sip.build import make_response, new_tag
 from ..sip.message import SipMessage, parse_message
 from ..sip.types import Endpoint
+from ..transaction.layer import TransactionLayer
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class Proxy:
 
     def __init__(
         self,
-        tl: Any,
+        tl: TransactionLayer,
         perform: Callable[[list[Any]], None],
         hooks: ProxyHooks,
         *,

@@ -41,6 +41,7 @@ from ..sip.message import ParseError, SipMessage, parse_message
 from ..sip.types import Endpoint
 from ..sip.uri import parse_uri
 from ..sip.validate import unsupported_proxy_require, validate_request
+from ..transaction.layer import TransactionLayer
 
 log = logging.getLogger("siprouter.core")
 
@@ -87,7 +88,7 @@ class Core:
         self,
         *,
         transport: Any,
-        tl: Any,
+        tl: TransactionLayer,
         script: Any,
         location: Any = None,
         registrar: Any = None,
