@@ -1,4 +1,4 @@
-/* siprouter.sip._scan: the header-line index of a SIP message, in C.
+/* siprouter.sip._scan: the header-line index of a SIP message and the common Via form, in C.
  *
  * index_headers(block, entries) does what siprouter.sip.message._fast_headers does, with the
  * same result, in one pass over the bytes and without a Python call per line:
@@ -13,6 +13,8 @@
  * without a colon or starting with one, a name not in `entries`, which includes every folded
  * line) - the caller then takes the line-by-line parser, which also gives the errors. A str
  * that is not one byte per code point also gives None.
+ *
+ * via_parm(text) reads the common form of one Via value the same way (see below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -110,9 +112,186 @@ error:
     return NULL;
 }
 
+
+/* via_parm(text): the common form of one via-parm, ``SIP/2.0/UDP host[:port];k[=v]...`` with
+ * no LWS and no quoted value, as siprouter.sip.headers._fast_via reads it: returns
+ * (transport in upper case, host, port or None, params) or None for anything else (the full
+ * parser then decides, and gives the error). Parameter keys are lower-cased, values kept as
+ * written, a key without '=' maps to None; a ttl must be a number up to 255 and a branch must
+ * have a value. */
+
+static const char *const TRANSPORTS[] = {"UDP", "TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"};
+#define N_TRANSPORTS (sizeof(TRANSPORTS) / sizeof(TRANSPORTS[0]))
+static PyObject *transport_str[N_TRANSPORTS];
+
+static inline int is_alnum(Py_UCS1 c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+}
+static inline int host_char(Py_UCS1 c) { return is_alnum(c) || c == '.' || c == '-'; }
+static inline int key_char(Py_UCS1 c) {
+    return is_alnum(c) || (c != 0 && strchr("-.!%*_+`'~", c) != NULL);
+}
+static inline int val_char(Py_UCS1 c) {
+    return key_char(c) || c == ':' || c == '[' || c == ']';
+}
+
+static PyObject *via_parm(PyObject *self, PyObject *text) {
+    (void)self;
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "via_parm(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n < 9 || memcmp(s, "SIP/2.0/", 8) != 0)
+        Py_RETURN_NONE;
+    const Py_UCS1 *sp_p = memchr(s + 8, ' ', (size_t)(n - 8));
+    if (sp_p == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t sp = sp_p - s, tlen = sp - 8;
+    PyObject *transport = NULL;
+    for (size_t t = 0; t < N_TRANSPORTS; t++) {
+        const char *name = TRANSPORTS[t];
+        if ((Py_ssize_t)strlen(name) != tlen)
+            continue;
+        Py_ssize_t i = 0;
+        while (i < tlen && Py_TOUPPER(s[8 + i]) == (Py_UCS1)name[i])
+            i++;
+        if (i == tlen) {
+            transport = transport_str[t];
+            break;
+        }
+    }
+    if (transport == NULL)
+        Py_RETURN_NONE;
+    /* sent-by: host[:port] up to the first ';' */
+    Py_ssize_t pos = sp + 1, hs = pos;
+    while (pos < n && host_char(s[pos]))
+        pos++;
+    Py_ssize_t he = pos;
+    if (he == hs)
+        Py_RETURN_NONE;
+    long port = -1;
+    if (pos < n && s[pos] == ':') {
+        pos++;
+        Py_ssize_t ps = pos;
+        port = 0;
+        while (pos < n && s[pos] >= '0' && s[pos] <= '9' && pos - ps < 6) {
+            port = port * 10 + (s[pos] - '0');
+            pos++;
+        }
+        if (pos == ps || pos - ps > 5 || port > 65535)
+            Py_RETURN_NONE; /* the full parser refuses an out-of-range port, by name */
+    }
+    if (pos < n && s[pos] != ';')
+        Py_RETURN_NONE;
+    PyObject *params = PyDict_New();
+    if (params == NULL)
+        return NULL;
+    while (pos < n) { /* s[pos] == ';' */
+        Py_ssize_t ks = ++pos;
+        while (pos < n && key_char(s[pos]))
+            pos++;
+        Py_ssize_t ke = pos;
+        if (ke == ks)
+            goto decline;
+        PyObject *value;
+        if (pos < n && s[pos] == '=') {
+            Py_ssize_t vs = ++pos;
+            while (pos < n && val_char(s[pos]))
+                pos++;
+            if (pos == vs)
+                goto decline;
+            value = PyUnicode_Substring(text, vs, pos);
+            if (value == NULL)
+                goto error;
+        } else {
+            value = Py_None;
+            Py_INCREF(value);
+        }
+        if (pos < n && s[pos] != ';') {
+            Py_DECREF(value);
+            goto decline;
+        }
+        PyObject *key = PyUnicode_New(ke - ks, 127);
+        if (key == NULL) {
+            Py_DECREF(value);
+            goto error;
+        }
+        Py_UCS1 *kd = PyUnicode_1BYTE_DATA(key);
+        for (Py_ssize_t i = ks; i < ke; i++)
+            kd[i - ks] = (Py_UCS1)Py_TOLOWER(s[i]);
+        int rc = PyDict_SetItem(params, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0)
+            goto error;
+    }
+    /* ttl: a number up to 255; branch: with a value */
+    PyObject *ttl = PyDict_GetItemString(params, "ttl");
+    if (ttl != NULL) {
+        if (ttl == Py_None)
+            goto decline;
+        Py_ssize_t tl = PyUnicode_GET_LENGTH(ttl);
+        const Py_UCS1 *td = PyUnicode_1BYTE_DATA(ttl);
+        long v = 0;
+        if (tl == 0 || tl > 3)
+            goto decline;
+        for (Py_ssize_t i = 0; i < tl; i++) {
+            if (td[i] < '0' || td[i] > '9')
+                goto decline;
+            v = v * 10 + (td[i] - '0');
+        }
+        if (v > 255)
+            goto decline;
+    }
+    PyObject *branch = PyDict_GetItemString(params, "branch");
+    if (branch == Py_None)
+        goto decline;
+    PyObject *host = PyUnicode_Substring(text, hs, he);
+    if (host == NULL)
+        goto error;
+    PyObject *port_obj;
+    if (port < 0) {
+        port_obj = Py_None;
+        Py_INCREF(port_obj);
+    } else {
+        port_obj = PyLong_FromLong(port);
+        if (port_obj == NULL) {
+            Py_DECREF(host);
+            goto error;
+        }
+    }
+    Py_INCREF(transport);
+    PyObject *out = PyTuple_New(4);
+    if (out == NULL) {
+        Py_DECREF(transport);
+        Py_DECREF(host);
+        Py_DECREF(port_obj);
+        goto error;
+    }
+    PyTuple_SET_ITEM(out, 0, transport);
+    PyTuple_SET_ITEM(out, 1, host);
+    PyTuple_SET_ITEM(out, 2, port_obj);
+    PyTuple_SET_ITEM(out, 3, params);
+    return out;
+decline:
+    Py_DECREF(params);
+    Py_RETURN_NONE;
+error:
+    Py_DECREF(params);
+    return NULL;
+}
+
 static PyMethodDef scan_methods[] = {
     {"index_headers", (PyCFunction)(void (*)(void))index_headers, METH_FASTCALL,
      "index_headers(block, entries) -> list | None: the header-line index (see the module)."},
+    {"via_parm", (PyCFunction)via_parm, METH_O,
+     "via_parm(text) -> (transport, host, port, params) | None: the common form of a via-parm."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -122,4 +301,13 @@ static struct PyModuleDef scan_module = {
     scan_methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__scan(void) { return PyModule_Create(&scan_module); }
+PyMODINIT_FUNC PyInit__scan(void) {
+    for (size_t t = 0; t < N_TRANSPORTS; t++) {
+        if (transport_str[t] == NULL) {
+            transport_str[t] = PyUnicode_InternFromString(TRANSPORTS[t]);
+            if (transport_str[t] == NULL)
+                return NULL;
+        }
+    }
+    return PyModule_Create(&scan_module);
+}

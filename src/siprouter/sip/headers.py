@@ -22,10 +22,20 @@ Regular expressions are compiled once at import.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal
 
 from .charset import ALNUM, char_table, chars_in
 from .uri import normalize_ipv6
+
+# The common Via form read in C (siprouter/sip/_scan.c), built with the compiled hot path.
+_c_via_parm: Callable[[str], tuple[str, str, int | None, dict[str, str | None]] | None] | None
+try:
+    from . import _scan
+
+    _c_via_parm = _scan.via_parm
+except ImportError:
+    _c_via_parm = None
 
 __all__ = [
     "NameAddr",
@@ -279,6 +289,14 @@ _FAST_TRANSPORTS = frozenset(("UDP", "TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WS
 
 
 def _fast_via(text: str) -> Via | None:
+    if _c_via_parm is not None:
+        got = _c_via_parm(text)
+        return None if got is None else Via(got[0], got[1], got[2], got[3])
+    return _fast_via_py(text)
+
+
+def _fast_via_py(text: str) -> Via | None:
+    """What ``siprouter.sip._scan.via_parm`` does in C, when it is built."""
     if not text.startswith("SIP/2.0/"):
         return None
     sp = text.find(" ", 8)
