@@ -35,6 +35,7 @@ import re
 from typing import TYPE_CHECKING
 
 from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list
+from .message import _from_wire
 from .uri import UnsupportedURIScheme, parse_uri
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -46,20 +47,6 @@ __all__ = ["unsupported_proxy_require", "validate_request", "validate_response"]
 _WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
 _CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?")
 
-_SINGLE = (
-    ("from", "From"),
-    ("to", "To"),
-    ("call-id", "Call-ID"),
-    ("cseq", "CSeq"),
-    ("max-forwards", "Max-Forwards"),
-)
-_MANDATORY = (
-    ("via", "Via"),
-    ("from", "From"),
-    ("to", "To"),
-    ("call-id", "Call-ID"),
-    ("cseq", "CSeq"),
-)
 _SIP_SCHEMES = ("sip:", "sips:", "tel:")
 
 
@@ -184,33 +171,107 @@ def _check_cseq(value: str) -> bool:
     return _remember(_cseq_memo, value, _cseq_ok(value))
 
 
-def _common(msg: SipMessage) -> tuple[int, str] | None:
+class _Seen:
+    """What one pass over the header lines collects (values in caller form, see
+    ``SipMessage.get``)."""
+
+    __slots__ = ("call_id", "contacts", "cseq", "frm", "max_forwards", "n_call_id", "n_cseq",
+                 "n_from", "n_max_forwards", "n_to", "record_routes", "routes", "to", "via")
+
+    def __init__(self) -> None:
+        self.via = False
+        self.frm: str | None = None
+        self.to: str | None = None
+        self.call_id: str | None = None
+        self.cseq: str | None = None
+        self.max_forwards: str | None = None
+        self.n_from = 0
+        self.n_to = 0
+        self.n_call_id = 0
+        self.n_cseq = 0
+        self.n_max_forwards = 0
+        self.contacts: list[str] = []
+        self.routes: list[str] = []
+        self.record_routes: list[str] = []
+
+
+def _collect(msg: SipMessage) -> _Seen:
+    """One pass over the header lines (rather than a scan per header asked for)."""
+    seen = _Seen()
+    for h in msg._hdrs:
+        c = h[0]
+        v = h[1]
+        assert v is not None
+        if not v.isascii():
+            v = _from_wire(v)
+        if c == "via":
+            seen.via = True
+        elif c == "from":
+            seen.n_from += 1
+            if seen.frm is None:
+                seen.frm = v
+        elif c == "to":
+            seen.n_to += 1
+            if seen.to is None:
+                seen.to = v
+        elif c == "call-id":
+            seen.n_call_id += 1
+            if seen.call_id is None:
+                seen.call_id = v
+        elif c == "cseq":
+            seen.n_cseq += 1
+            if seen.cseq is None:
+                seen.cseq = v
+        elif c == "max-forwards":
+            seen.n_max_forwards += 1
+            if seen.max_forwards is None:
+                seen.max_forwards = v
+        elif c == "contact":
+            seen.contacts.append(v)
+        elif c == "route":
+            seen.routes.append(v)
+        elif c == "record-route":
+            seen.record_routes.append(v)
+    return seen
+
+
+def _common(msg: SipMessage, seen: _Seen) -> tuple[int, str] | None:
     """Checks shared by requests and responses (status 400 with the reason)."""
-    names = msg.header_names()
-    present = set(names)
-    for c, name in _MANDATORY:
-        if c not in present:
-            return 400, f"Missing {name} Header Field"
-    if len(present) != len(names):  # some header repeats: none of these may
-        for c, name in _SINGLE:
-            if names.count(c) > 1:
-                return 400, f"Multiple {name} Header Fields"
+    if not seen.via:
+        return 400, "Missing Via Header Field"
+    if seen.frm is None:
+        return 400, "Missing From Header Field"
+    if seen.to is None:
+        return 400, "Missing To Header Field"
+    if seen.call_id is None:
+        return 400, "Missing Call-ID Header Field"
+    if seen.cseq is None:
+        return 400, "Missing CSeq Header Field"
+    if seen.n_from > 1:
+        return 400, "Multiple From Header Fields"
+    if seen.n_to > 1:
+        return 400, "Multiple To Header Fields"
+    if seen.n_call_id > 1:
+        return 400, "Multiple Call-ID Header Fields"
+    if seen.n_cseq > 1:
+        return 400, "Multiple CSeq Header Fields"
+    if seen.n_max_forwards > 1:
+        return 400, "Multiple Max-Forwards Header Fields"
     try:
         msg.vias  # noqa: B018 - parses (and caches) every Via
     except ValueError:
         return _bad("Via")
-    for c, name in (("from", "From"), ("to", "To")):
-        value = msg.get(c)
-        if value is None or not _check_name_addr(value):
-            return _bad(name)
-    call_id = msg.get("call-id")
-    if call_id is None or not _check_call_id(call_id):
+    if not _check_name_addr(seen.frm):
+        return _bad("From")
+    if not _check_name_addr(seen.to):
+        return _bad("To")
+    if not _check_call_id(seen.call_id):
         return _bad("Call-ID")
     try:
         msg.cseq_num  # noqa: B018 - parses (and caches) the CSeq
     except ValueError:
         return _bad("CSeq")
-    if not _check_cseq(msg.get("cseq") or ""):
+    if not _check_cseq(seen.cseq):
         return _bad("CSeq")
     return None
 
@@ -228,26 +289,29 @@ def validate_request(
 def _validate_request(msg: SipMessage, require_max_forwards: bool) -> tuple[int, str] | None:
     if msg.version != "SIP/2.0":
         return 505, "Version Not Supported"
-    if require_max_forwards and not msg.has("max-forwards"):
+    seen = _collect(msg)
+    if require_max_forwards and seen.max_forwards is None:
         return 400, "Missing Max-Forwards Header Field"
-    err = _common(msg)
+    err = _common(msg, seen)
     if err is not None:
         return err
     if msg.cseq_method != msg.method:
         return 400, "CSeq Method Does Not Match Request Method"
-    mf = msg.get("max-forwards")
+    mf = seen.max_forwards
     if mf is not None and (not mf.isdigit() or not mf.isascii() or len(mf) > 10 or int(mf) > 255):
         return _bad("Max-Forwards")
-    contacts = msg.get_all("contact")
+    contacts = seen.contacts
     if contacts and not (len(contacts) == 1 and _fast_name_addr(contacts[0])):
         try:
             parse_contacts(contacts)
         except ValueError:
             return _bad("Contact")
-    for c, name in (("route", "Route"), ("record-route", "Record-Route")):
-        for v in msg.get_all(c):
-            if not _check_uri_list(v):
-                return _bad(name)
+    for v in seen.routes:
+        if not _check_uri_list(v):
+            return _bad("Route")
+    for v in seen.record_routes:
+        if not _check_uri_list(v):
+            return _bad("Record-Route")
     try:
         uri = parse_uri(msg.ruri)
     except UnsupportedURIScheme:
@@ -264,7 +328,7 @@ def validate_response(msg: SipMessage) -> bool:
     try:
         if msg.is_request or not 100 <= msg.status <= 699 or msg.version != "SIP/2.0":
             return False
-        return _common(msg) is None
+        return _common(msg, _collect(msg)) is None
     except ValueError:
         return False
 
