@@ -38,7 +38,7 @@ from ..scripting.api import LookupResult, Reply, Request, StopRoute
 from ..sip.build import make_response, make_response_from_raw, new_tag
 from ..sip.headers import Via, parse_name_addr, split_commas
 from ..sip.message import ParseError, SipMessage, parse_message
-from ..sip.types import Endpoint
+from ..sip.types import Endpoint, endpoint
 from ..sip.uri import parse_uri
 from ..sip.validate import unsupported_proxy_require, validate_request
 from ..transaction.layer import TransactionLayer
@@ -75,10 +75,10 @@ def reply_destination(via: Via, src: Endpoint) -> Endpoint:
         return src  # the connection it came on (the transport keys it by the source address)
     maddr = via.maddr
     if maddr:
-        return Endpoint("udp", maddr, via.port or 5060)
+        return endpoint("udp", maddr, via.port or 5060)
     if via.rport is not None:
-        return Endpoint("udp", src.host, src.port)
-    return Endpoint("udp", src.host, via.port or 5060)
+        return src  # (udp) where it came from
+    return endpoint("udp", src.host, via.port or 5060)
 
 
 class Core:
@@ -347,7 +347,7 @@ class Core:
             self.stats["drop_replies"] += 1
             return
         self.stats["fwd_replies"] += 1
-        self._send(Endpoint(proto, host, port), msg.to_bytes(), None)
+        self._send(endpoint(proto, host, port), msg.to_bytes(), None)
 
     # -- timer ------------------------------------------------------------------------------------
     def _rearm(self) -> None:
@@ -581,7 +581,7 @@ class Core:
             if resolved is None:
                 return None
             host = resolved
-        return Endpoint(proto, host, port)
+        return endpoint(proto, host, port)
 
     def resolve_name(self, host: str) -> str | None:
         """Synchronous name resolution from /etc/hosts-style sources (localhost, cached)."""

@@ -71,6 +71,8 @@ REASONS: dict[int, str] = {
 
 _COPIED = ("via", "from", "to", "call-id", "cseq")
 _DISPLAY_COPIED = {c: display_name(c) for c in _COPIED}
+_COPIED_SET = frozenset(_COPIED)
+_COPIED_100 = frozenset((*_COPIED, "timestamp"))
 
 
 def new_tag() -> str:
@@ -103,13 +105,13 @@ def make_response(
     out = [f"SIP/2.0 {status} {_clean(reason)}\r\n"]
     append = out.append
     add_tag = bool(to_tag) and status != 100 and request.to_tag is None
-    for c, value in request.header_items():
-        if c in _COPIED:
-            if c == "to" and add_tag:
-                value = f"{value};tag={to_tag}"
-            append(f"{_DISPLAY_COPIED[c]}: {value}\r\n")
-        elif c == "timestamp" and status == 100:
+    for c, value in request.wire_items_of(_COPIED_100 if status == 100 else _COPIED_SET):
+        if c == "timestamp":
             append(f"Timestamp: {value}\r\n")
+            continue
+        if c == "to" and add_tag:
+            value = f"{value};tag={to_tag}"
+        append(f"{_DISPLAY_COPIED[c]}: {value}\r\n")
     for name, value in headers:
         append(f"{name}: {_clean(value)}\r\n")
     if server:

@@ -338,6 +338,10 @@ class SipMessage:
         For code that copies values from one message into another byte-for-byte."""
         return [(h[0], h[1]) for h in self._hdrs]  # type: ignore[misc]
 
+    def wire_items_of(self, names: frozenset[str]) -> list[tuple[str, str]]:
+        """``(canonical name, wire-form value)`` of every line whose name is in ``names``."""
+        return [(h[0], h[1]) for h in self._hdrs if h[0] in names]  # type: ignore[misc]
+
     def wire_values_of(self, names: frozenset[str]) -> list[str]:
         """Wire-form values of every line whose canonical name is in ``names``, in order."""
         return [h[1] for h in self._hdrs if h[0] in names]  # type: ignore[misc]

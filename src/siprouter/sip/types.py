@@ -17,3 +17,12 @@ class Endpoint(NamedTuple):
         if ":" in self.host:
             return f"[{self.host}]:{self.port}"
         return f"{self.host}:{self.port}"
+
+
+_tuple_new = tuple.__new__
+
+
+def endpoint(proto: str, host: str, port: int) -> Endpoint:
+    """``Endpoint(proto, host, port)`` without the interpreted ``__new__`` a NamedTuple class
+    gets (about 0.8 µs here, against 0.24): for the per-datagram paths."""
+    return _tuple_new(Endpoint, (proto, host, port))

@@ -45,7 +45,7 @@ from typing import cast
 
 from ..sip.framing import StreamFramer
 from ..sip.message import ParseError
-from ..sip.types import Endpoint
+from ..sip.types import Endpoint, endpoint
 from .spec import Listener, ListenSpec, TransportSettings
 
 __all__ = ["OnError", "OnMessage", "TransportManager"]
@@ -111,7 +111,7 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         port = addr[1]
         assert isinstance(host, str) and isinstance(port, int)
         try:
-            self._on_message(data, Endpoint("udp", host, port), self._listener)
+            self._on_message(data, endpoint("udp", host, port), self._listener)
         except Exception:
             log.exception("udp: on_message failed for a datagram from %s:%d", host, port)
 
