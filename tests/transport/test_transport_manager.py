@@ -120,6 +120,30 @@ def test_udp_round_trip(run: Callable[[Coroutine[Any, Any, None]], None], host: 
     run(main())
 
 
+def test_udp_listener_asks_for_a_large_receive_buffer(
+    run: Callable[[Coroutine[Any, Any, None]], None],
+) -> None:
+    """Bursts must not overflow the UDP receive queue (a lost datagram costs the peer a T1
+    retransmission): the listener asks for 4 MB, which the kernel caps at rmem_max."""
+
+    async def main() -> None:
+        a, _ = await started(["udp:127.0.0.1:0"])
+        try:
+            sock = a._udp[a.listeners[0]].get_extra_info("socket")
+            got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            try:
+                with open("/proc/sys/net/core/rmem_max") as f:
+                    rmem_max = int(f.read())
+            except OSError:
+                rmem_max = 4 * 1024 * 1024
+            # Linux reports twice what was granted
+            assert got >= 2 * min(4 * 1024 * 1024, rmem_max)
+        finally:
+            await a.stop()
+
+    run(main())
+
+
 def test_udp_drops_oversize_and_keepalives(
     run: Callable[[Coroutine[Any, Any, None]], None],
 ) -> None:

@@ -75,6 +75,9 @@ def _report(cb: OnError | None, exc: Exception, what: str) -> None:
         log.exception("on_error callback failed (%s)", what)
 
 
+# UDP receive buffer asked for on every UDP listener (Kamailio probes up to its "maxbuffer")
+_UDP_RCVBUF = 4 * 1024 * 1024
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     __slots__ = ("_listener", "_max", "_mgr", "_on_message", "_transport")
 
@@ -360,6 +363,13 @@ class TransportManager:
                 # several worker processes on one port; the kernel picks the socket by a hash
                 # of the source address (and port), so one peer stays on one worker
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if kind == socket.SOCK_DGRAM:
+                # room for bursts: a datagram that finds the receive queue full is lost, and
+                # the peer retransmits only after T1 (the kernel caps this at rmem_max)
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
+                except OSError:
+                    pass
             sock.bind((spec.host, spec.port))
             sock.setblocking(False)
         except OSError as exc:
