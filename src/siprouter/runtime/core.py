@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import math
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -42,6 +43,10 @@ from ..sip.types import Endpoint, endpoint
 from ..sip.uri import parse_uri
 from ..sip.validate import unsupported_proxy_require, validate_request
 from ..transaction.layer import TransactionLayer
+
+#: Resolution of the server's timer wake-ups, in seconds (Kamailio's timer ticks are 1/16 s).
+#: A SIP timer fires at most this late; T1 is 0.5 s.
+TIMER_GRID = 0.01
 
 log = logging.getLogger("siprouter.core")
 
@@ -355,6 +360,11 @@ class Core:
         d2 = self.proxy.next_deadline()
         if d1 is None or (d2 is not None and d2 < d1):
             d1 = d2
+        if d1 is not None:
+            # on a TIMER_GRID grid: the timers due within one step fire in one wake-up (under
+            # load several transactions end every millisecond), and a deadline that lands on
+            # the step already scheduled does not reschedule it
+            d1 = math.ceil(d1 / TIMER_GRID) * TIMER_GRID
         if d1 == self._timer_at:
             return
         if self._timer is not None:
