@@ -171,67 +171,59 @@ def _check_cseq(value: str) -> bool:
     return _remember(_cseq_memo, value, _cseq_ok(value))
 
 
+# single-valued headers checked here (canonical name, name in the reason), in the order of
+# the checks; and the headers whose every line is checked
+_SINGLE = (
+    ("from", "From"),
+    ("to", "To"),
+    ("call-id", "Call-ID"),
+    ("cseq", "CSeq"),
+    ("max-forwards", "Max-Forwards"),
+)
+_SINGLE_NAMES = frozenset(c for c, _ in _SINGLE)
+_LISTED_NAMES = frozenset(("contact", "route", "record-route"))
+
+
 class _Seen:
     """What one pass over the header lines collects (values in caller form, see
-    ``SipMessage.get``)."""
+    ``SipMessage.get``): the first value of each single-valued header, which of them repeat,
+    and every value of the listed ones."""
 
-    __slots__ = ("call_id", "contacts", "cseq", "frm", "max_forwards", "n_call_id", "n_cseq",
-                 "n_from", "n_max_forwards", "n_to", "record_routes", "routes", "to", "via")
+    __slots__ = ("first", "listed", "repeated", "via")
 
     def __init__(self) -> None:
         self.via = False
-        self.frm: str | None = None
-        self.to: str | None = None
-        self.call_id: str | None = None
-        self.cseq: str | None = None
-        self.max_forwards: str | None = None
-        self.n_from = 0
-        self.n_to = 0
-        self.n_call_id = 0
-        self.n_cseq = 0
-        self.n_max_forwards = 0
-        self.contacts: list[str] = []
-        self.routes: list[str] = []
-        self.record_routes: list[str] = []
+        self.first: dict[str, str] = {}
+        self.repeated: set[str] = set()
+        self.listed: dict[str, list[str]] = {}
+
+    def all_of(self, c: str) -> list[str]:
+        return self.listed.get(c) or []
 
 
 def _collect(msg: SipMessage) -> _Seen:
     """One pass over the header lines (rather than a scan per header asked for)."""
     seen = _Seen()
+    first = seen.first
     for h in msg._hdrs:
         c = h[0]
+        assert c is not None
+        if c == "via":
+            seen.via = True
+            continue
+        single = c in _SINGLE_NAMES
+        if not single and c not in _LISTED_NAMES:
+            continue
         v = h[1]
         assert v is not None
         if not v.isascii():
             v = _from_wire(v)
-        if c == "via":
-            seen.via = True
-        elif c == "from":
-            seen.n_from += 1
-            if seen.frm is None:
-                seen.frm = v
-        elif c == "to":
-            seen.n_to += 1
-            if seen.to is None:
-                seen.to = v
-        elif c == "call-id":
-            seen.n_call_id += 1
-            if seen.call_id is None:
-                seen.call_id = v
-        elif c == "cseq":
-            seen.n_cseq += 1
-            if seen.cseq is None:
-                seen.cseq = v
-        elif c == "max-forwards":
-            seen.n_max_forwards += 1
-            if seen.max_forwards is None:
-                seen.max_forwards = v
-        elif c == "contact":
-            seen.contacts.append(v)
-        elif c == "route":
-            seen.routes.append(v)
-        elif c == "record-route":
-            seen.record_routes.append(v)
+        if not single:
+            seen.listed.setdefault(c, []).append(v)
+        elif c in first:
+            seen.repeated.add(c)
+        else:
+            first[c] = v
     return seen
 
 
@@ -239,39 +231,29 @@ def _common(msg: SipMessage, seen: _Seen) -> tuple[int, str] | None:
     """Checks shared by requests and responses (status 400 with the reason)."""
     if not seen.via:
         return 400, "Missing Via Header Field"
-    if seen.frm is None:
-        return 400, "Missing From Header Field"
-    if seen.to is None:
-        return 400, "Missing To Header Field"
-    if seen.call_id is None:
-        return 400, "Missing Call-ID Header Field"
-    if seen.cseq is None:
-        return 400, "Missing CSeq Header Field"
-    if seen.n_from > 1:
-        return 400, "Multiple From Header Fields"
-    if seen.n_to > 1:
-        return 400, "Multiple To Header Fields"
-    if seen.n_call_id > 1:
-        return 400, "Multiple Call-ID Header Fields"
-    if seen.n_cseq > 1:
-        return 400, "Multiple CSeq Header Fields"
-    if seen.n_max_forwards > 1:
-        return 400, "Multiple Max-Forwards Header Fields"
+    first = seen.first
+    for c, name in _SINGLE[:4]:  # Max-Forwards may be missing (see the module docstring)
+        if c not in first:
+            return 400, f"Missing {name} Header Field"
+    if seen.repeated:
+        for c, name in _SINGLE:
+            if c in seen.repeated:
+                return 400, f"Multiple {name} Header Fields"
     try:
         msg.vias  # noqa: B018 - parses (and caches) every Via
     except ValueError:
         return _bad("Via")
-    if not _check_name_addr(seen.frm):
+    if not _check_name_addr(first["from"]):
         return _bad("From")
-    if not _check_name_addr(seen.to):
+    if not _check_name_addr(first["to"]):
         return _bad("To")
-    if not _check_call_id(seen.call_id):
+    if not _check_call_id(first["call-id"]):
         return _bad("Call-ID")
     try:
         msg.cseq_num  # noqa: B018 - parses (and caches) the CSeq
     except ValueError:
         return _bad("CSeq")
-    if not _check_cseq(seen.cseq):
+    if not _check_cseq(first["cseq"]):
         return _bad("CSeq")
     return None
 
@@ -290,28 +272,26 @@ def _validate_request(msg: SipMessage, require_max_forwards: bool) -> tuple[int,
     if msg.version != "SIP/2.0":
         return 505, "Version Not Supported"
     seen = _collect(msg)
-    if require_max_forwards and seen.max_forwards is None:
+    if require_max_forwards and "max-forwards" not in seen.first:
         return 400, "Missing Max-Forwards Header Field"
     err = _common(msg, seen)
     if err is not None:
         return err
     if msg.cseq_method != msg.method:
         return 400, "CSeq Method Does Not Match Request Method"
-    mf = seen.max_forwards
+    mf = seen.first.get("max-forwards")
     if mf is not None and (not mf.isdigit() or not mf.isascii() or len(mf) > 10 or int(mf) > 255):
         return _bad("Max-Forwards")
-    contacts = seen.contacts
+    contacts = seen.all_of("contact")
     if contacts and not (len(contacts) == 1 and _fast_name_addr(contacts[0])):
         try:
             parse_contacts(contacts)
         except ValueError:
             return _bad("Contact")
-    for v in seen.routes:
-        if not _check_uri_list(v):
-            return _bad("Route")
-    for v in seen.record_routes:
-        if not _check_uri_list(v):
-            return _bad("Record-Route")
+    for c, name in (("route", "Route"), ("record-route", "Record-Route")):
+        for v in seen.all_of(c):
+            if not _check_uri_list(v):
+                return _bad(name)
     try:
         uri = parse_uri(msg.ruri)
     except UnsupportedURIScheme:
