@@ -639,7 +639,6 @@ def _tag_of(value: str | None) -> str | None:
     return None
 
 
-# One header line, CRLF-terminated: name (anything but ':' and line ends), ':' and the rest.
 # Whitespace trimmed around a header value in wire form: ASCII only, as str.strip() would also
 # take U+0085 and U+00A0, which in wire form are the last bytes of UTF-8 characters ("à" ends in
 # 0xA0)
@@ -666,7 +665,7 @@ def _fast_headers(hdrs: list[list[str | None]], block: str) -> bool:
     ``siprouter.sip._scan.index_headers`` does in C, when it is built).
 
     Returns False (and the caller starts over with :func:`_slow_headers`, which also gives
-    the errors) when any line does not fit: a folded line, a bare LF or CR, a new or bad name.
+    the errors) when any line does not fit: a folded line, a bare LF, a new or bad name.
     Plain ``str`` methods (no regex): ``split``/``count``/``find`` scan in C at memchr speed.
     """
     lines = block.split("\r\n")
