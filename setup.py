@@ -40,6 +40,7 @@ HOT_PATH = [
     "src/siprouter/runtime/core.py",
     "src/siprouter/transport/manager.py",
     "src/siprouter/scripting/api.py",
+    "src/siprouter/modules/registrar.py",
 ]
 
 SCAN_SOURCE = "src/siprouter/sip/_scan.c"
