@@ -87,6 +87,24 @@ _MAX_CSEQ = 2**31 - 1
 # generic helpers
 
 
+def cut_first_item(value: str) -> tuple[str, str] | None:
+    """``(first item, rest)`` of a comma-separated value without reading the rest: the common
+    case of :func:`split_commas`, for callers that want only the first item. ``rest`` is the
+    text after the first comma, stripped ("" when there is none). None when ``split_commas``
+    must decide: a quote or ``<`` (a comma inside them does not separate), or an empty first
+    item."""
+    if '"' in value or "<" in value:
+        return None
+    comma = value.find(",")
+    if comma < 0:
+        first = value.strip()
+        rest = ""
+    else:
+        first = value[:comma].strip()
+        rest = value[comma + 1 :].strip()
+    return (first, rest) if first else None
+
+
 def split_commas(value: str) -> list[str]:
     """Split ``value`` on commas outside double quotes and outside ``<...>``.
 
@@ -369,11 +387,9 @@ def parse_via_items(items: list[str]) -> list[Via]:
 
 def parse_first_via(value: str) -> Via:
     """The first via-parm of a Via header value, parsed; the others are not looked at."""
-    if '"' not in value and "<" not in value:  # no quoted value that could hold a comma
-        comma = value.find(",")
-        first = (value if comma < 0 else value[:comma]).strip()
-        if first:
-            return _parse_one_via(first)
+    cut = cut_first_item(value)
+    if cut is not None:
+        return _parse_one_via(cut[0])
     items = split_commas(value)
     if not items:
         raise ValueError("bad Via: empty")

@@ -29,7 +29,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .headers import Via, parse_first_via, parse_via, parse_via_items, split_commas
+from .headers import (
+    Via,
+    cut_first_item,
+    parse_first_via,
+    parse_via,
+    parse_via_items,
+    split_commas,
+)
 
 # The header-line index in C (siprouter/sip/_scan.c), built with the compiled hot path; a pure
 # Python install does the same work in _fast_headers.
@@ -422,15 +429,14 @@ class SipMessage:
             if h[0] == c:
                 v = h[1]
                 assert v is not None
-                if '"' not in v and "<" not in v:  # the common case: cut at the first comma
-                    comma = v.find(",")
-                    first = v[:comma].strip(_WIRE_WS) if comma >= 0 else ""
-                    rest = v[comma + 1 :].strip(_WIRE_WS) if comma >= 0 else ""
-                    if first and rest and not rest.startswith(","):
-                        h[1] = rest
-                        h[2] = None
-                        self._invalidate(c)
-                        return _from_wire(first)
+                cut = cut_first_item(v)
+                if cut is not None and cut[1] and "," not in cut[1]:
+                    # two items (a response's Via: ours and the next): what the general case
+                    # below gives, without splitting and joining
+                    h[1] = cut[1]
+                    h[2] = None
+                    self._invalidate(c)
+                    return _from_wire(cut[0])
                 parts = split_commas(v)
                 if len(parts) <= 1:
                     del hdrs[i]
