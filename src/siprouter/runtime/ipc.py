@@ -543,11 +543,8 @@ class Peers:
         text = data[size : size + tlen].decode(errors="replace")
         payload = data[size + tlen :]
         proto = _PROTOS[pcode] if pcode < len(_PROTOS) else "udp"
-        if kind == b"R":
-            self.stats["responses_in"] += 1
-            self._deliver(payload, Endpoint(proto, text, port), self._listener(li))
-        elif kind == b"D":
-            self.stats["requests_in"] += 1
+        if kind == b"R" or kind == b"D":  # a message handed over whole: run it as received
+            self.stats["responses_in" if kind == b"R" else "requests_in"] += 1
             self._deliver(payload, Endpoint(proto, text, port), self._listener(li))
         elif kind == b"Q":
             self.stats["queries_in"] += 1
