@@ -124,6 +124,22 @@ def test_utf8_values_round_trip() -> None:
     assert "Subject: café\r\n".encode() in m.to_bytes()
 
 
+def test_non_ascii_value_added_to_an_ascii_message_reads_back() -> None:
+    """A message parsed from ASCII bytes reads its values without a check per value; a value
+    added later that is not ASCII must still read back as the caller wrote it, in copies and
+    after compact() too."""
+    m = parse_message(b"MESSAGE sip:a@b SIP/2.0\r\nFrom: <sip:z@b>;tag=1\r\n\r\n")
+    assert m.get("from") == "<sip:z@b>;tag=1"
+    m.add("Subject", "café")
+    m.insert_top("X-Name", '"Zoë" <sip:z@b>')
+    for msg in (m, m.copy()):
+        assert msg.get("subject") == "café"
+        assert msg.get_all("x-name") == ['"Zoë" <sip:z@b>']
+        assert {("X-Name", '"Zoë" <sip:z@b>'), ("Subject", "café")} <= set(msg.headers())
+    m.compact()
+    assert m.get("subject") == "café" and m.get_all("x-name") == ['"Zoë" <sip:z@b>']
+
+
 @pytest.mark.parametrize("folded", [False, True])
 def test_utf8_value_ending_in_a0_byte_is_kept_whole(folded: bool) -> None:
     """"à" is C3 A0 in UTF-8: the trailing A0 byte is not whitespace to trim, on either

@@ -277,3 +277,46 @@ def test_c_via_reader_agrees_with_python_fast_path(text: str) -> None:
         assert got is None
     elif got is not None:
         assert Via(*got) == py
+
+
+tag_run = st.text(alphabet="aZ09._-", min_size=1, max_size=12)
+tagged_value = st.builds(
+    lambda a, t, b: f"{a}tag={t}{b}", sip_text, tag_run, sip_text
+)
+
+
+@SETTINGS
+@given(st.one_of(sip_text, tagged_value))
+def test_c_tag_blind_agrees_with_python(text: str) -> None:
+    """siprouter.sip._scan.tag_blind gives what validate._tag_blind_py gives."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip.validate import _tag_blind_py
+
+    assert scan.tag_blind(text) == _tag_blind_py(text)
+
+
+# where a tag sits in real values, and some places where it must not change the verdict
+tag_prefix = st.one_of(sip_text, st.sampled_from([
+    "<sip:alice@example.com>;", '"Alice" <sip:alice@example.com>;', "sip:alice@example.com;",
+    "Alice <sip:alice@example.com>; ", "<sip:p.example.com;lr;f", "<sip:p.example.com;f",
+    "<sip:", "<sip:a@b;x=", "sip:a@b:", '"', "<sip:a@b?h=", "<sips:a@[::1];", "<tel:+1;",
+]))  # fmt: skip
+tag_suffix = st.one_of(sip_text, st.sampled_from([
+    "", ">", ";x=1", ">;x", ";lr>", ">, <sip:q.example.com;lr>", "@h>", " ;a", '"', "%", ":5",
+]))  # fmt: skip
+
+
+@SETTINGS
+@given(tag_prefix, tag_run, tag_run, tag_suffix)
+def test_verdicts_under_one_tag_blind_key_agree(a: str, t1: str, t2: str, b: str) -> None:
+    """Two values that share a memo key (they differ only in the run after their first
+    "tag=") get the same verdict from the uncached checks: remembering the verdict under the
+    key is sound."""
+    from siprouter.sip.validate import _check_name_addr_uncached, _tag_blind_py, _uri_list_ok
+
+    v1, v2 = f"{a}tag={t1}{b}", f"{a}tag={t2}{b}"
+    k1 = _tag_blind_py(v1)
+    if k1 is None or k1 != _tag_blind_py(v2):
+        return
+    assert _check_name_addr_uncached(v1) == _check_name_addr_uncached(v2)
+    assert _uri_list_ok(v1) == _uri_list_ok(v2)

@@ -119,8 +119,8 @@ class ResponseContext:
         "is_invite",
         "reply_handler",
         "request",
+        "_to_tag",
         "st",
-        "to_tag",
     )
 
     def __init__(self, st: Any, request: SipMessage) -> None:
@@ -131,7 +131,7 @@ class ResponseContext:
         self.final_status = 0
         self.cancelled = False
         self.is_invite = request.method == "INVITE"
-        self.to_tag = new_tag()
+        self._to_tag: str | None = None  # made when a local reply first needs it
         self.failure_handler: Any = None
         self.reply_handler: Any = None
         self.branch_failure_handler: Any = None
@@ -144,6 +144,15 @@ class ResponseContext:
 
     def pending(self) -> list[Branch]:
         return [b for b in self.branches if b.status == 0]
+
+    @property
+    def to_tag(self) -> str:
+        """The To tag of every reply made here (one per context; most relayed requests never
+        need one, and a fresh tag costs a getrandom() call)."""
+        tag = self._to_tag
+        if tag is None:
+            tag = self._to_tag = new_tag()
+        return tag
 
 
 def choose_best(branches: list[Branch]) -> Branch | None:

@@ -37,7 +37,7 @@ from ..proxy.routing import (
 )
 from ..scripting.api import LookupResult, Reply, Request, StopRoute
 from ..sip.build import make_response, make_response_from_raw, new_tag
-from ..sip.headers import Via, parse_name_addr, split_commas
+from ..sip.headers import Via, cut_first_item, parse_name_addr, split_commas
 from ..sip.message import ParseError, SipMessage, parse_message
 from ..sip.types import Endpoint, endpoint
 from ..sip.uri import parse_uri
@@ -260,8 +260,22 @@ class Core:
         return False
 
     def _mark_received(self, msg: SipMessage, via: Via, src: Endpoint) -> None:
-        changed = False
         params = via.params
+        if via.host == src.host and "received" not in params and params.get("rport", "") is None:
+            # RFC 3581 as nearly every UA asks for it: ";rport" last in the top via-parm
+            # (already read as such), the sent-by host the source's. Fill in the text itself
+            # rather than writing the whole Via again; what it gives is the same.
+            first_line = msg.get("via")
+            cut = cut_first_item(first_line) if first_line is not None else None
+            if cut is not None and cut[0].find(";rport") == len(cut[0]) - 6:
+                port = str(src.port)
+                params["rport"] = port
+                params["received"] = src.host
+                top = f"{cut[0]}={port};received={src.host}"
+                msg.replace_first("via", f"{top}, {cut[1]}" if cut[1] else top)
+                msg._via1 = via  # still the same parsed object
+                return
+        changed = False
         if via.host != src.host:
             params["received"] = src.host
             changed = True

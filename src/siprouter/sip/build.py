@@ -103,20 +103,19 @@ def make_response(
     if reason is None:
         reason = REASONS.get(status, "Unknown")
     out = [f"SIP/2.0 {status} {_clean(reason)}\r\n"]
-    append = out.append
     add_tag = bool(to_tag) and status != 100 and request.to_tag is None
     for c, value in request.wire_items_of(_COPIED_100 if status == 100 else _COPIED_SET):
         if c == "timestamp":
-            append(f"Timestamp: {value}\r\n")
+            out.append(f"Timestamp: {value}\r\n")
             continue
         if c == "to" and add_tag:
             value = f"{value};tag={to_tag}"
-        append(f"{_DISPLAY_COPIED[c]}: {value}\r\n")
+        out.append(f"{_DISPLAY_COPIED[c]}: {value}\r\n")
     for name, value in headers:
-        append(f"{name}: {_clean(value)}\r\n")
+        out.append(f"{name}: {_clean(value)}\r\n")
     if server:
-        append(f"Server: {_clean(server)}\r\n")
-    append(f"Content-Length: {len(body)}\r\n\r\n")
+        out.append(f"Server: {_clean(server)}\r\n")
+    out.append(f"Content-Length: {len(body)}\r\n\r\n")
     # header_items() gives the wire form (one code point per byte); new text is UTF-8
     return "".join(out).encode("latin-1") + body
 

@@ -186,7 +186,10 @@ def _params_to_end(text: str, pos: int, what: str) -> dict[str, str | None]:
 
 def format_params(params: dict[str, str | None]) -> str:
     """``{'a': '1', 'lr': None}`` -> ``';a=1;lr'``."""
-    return "".join(f";{k}" if v is None else f";{k}={v}" for k, v in params.items())
+    parts: list[str] = []
+    for k, v in params.items():
+        parts.append(";" + k if v is None else f";{k}={v}")
+    return "".join(parts)
 
 
 def _flag(params: dict[str, str | None], key: str) -> str | None:
@@ -285,7 +288,17 @@ class Via:
         return host if self.port is None else f"{host}:{self.port}"
 
     def to_string(self) -> str:
-        return f"{self.protocol}/{self.transport} {self.sent_by()}{format_params(self.params)}"
+        host = self.host
+        if ":" in host:
+            host = f"[{host}]"
+        if self.port is not None:
+            host = f"{host}:{self.port}"
+        params = self.params
+        if len(params) == 1:  # a proxy's own Via: only the branch
+            for k, v in params.items():
+                tail = ";" + k if v is None else f";{k}={v}"
+            return f"{self.protocol}/{self.transport} {host}{tail}"
+        return f"{self.protocol}/{self.transport} {host}{format_params(params)}"
 
     def __str__(self) -> str:
         return self.to_string()

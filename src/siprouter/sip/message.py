@@ -174,6 +174,7 @@ class SipMessage:
     """A parsed SIP request or response; see the module docstring."""
 
     __slots__ = (
+        "_ascii",
         "_body",
         "_body_edited",
         "_cseq",
@@ -212,6 +213,9 @@ class SipMessage:
         # entries: [canonical name, value (internal form), raw line or None, written name or None]
         # header entries, or None when dropped by compact() (rebuilt from ``raw`` on use)
         self._hl: list[list[str | None]] | None = []
+        # every value in the header entries is ASCII (then wire form and caller form are the
+        # same text, and no value needs a look of its own)
+        self._ascii = True
         self._body = b""
         self._edited = False
         self._body_edited = False
@@ -227,6 +231,7 @@ class SipMessage:
         hl = self._hl
         if hl is None:
             hl = self._hl = _index_headers(self.raw)
+            self._ascii = self.raw.isascii()
         return hl
 
     @_hdrs.setter
@@ -301,12 +306,14 @@ class SipMessage:
             if h[0] == c:
                 v = h[1]
                 assert v is not None
-                return v if v.isascii() else _from_wire(v)
+                return v if self._ascii or v.isascii() else _from_wire(v)
         return None
 
     def get_all(self, name: str) -> list[str]:
         """Values of every line of header ``name``, in order."""
         c = _name_cache.get(name) or canonical_name(name)
+        if self._ascii:
+            return [h[1] for h in self._hdrs if h[0] == c]  # type: ignore[misc]
         return [_from_wire(h[1]) for h in self._hdrs if h[0] == c]  # type: ignore[arg-type]
 
     def values(self, name: str) -> list[str]:
@@ -365,11 +372,14 @@ class SipMessage:
         elif c == "to":
             self._ttag = False
 
-    @staticmethod
-    def _check_value(value: str) -> str:
+    def _check_value(self, value: str) -> str:
         if "\r" in value or "\n" in value:
             raise ValueError("a header value may not contain CR or LF")
-        return _to_wire(value.strip())
+        v = value.strip()
+        if v.isascii():
+            return v
+        self._ascii = False
+        return _to_wire(v)
 
     def add(self, name: str, value: str, first: bool = False) -> None:
         """Append a header line after the last one (or before every header with ``first``)."""
@@ -576,17 +586,16 @@ class SipMessage:
                 first = f"{self.version} {self.status} {self._reason}"
             self._first = first
         parts = [first]
-        append = parts.append
         for h in self._hdrs:
             line = h[2]  # the line as received, without its line end; None once edited
             if line is None:
                 written = h[3]
-                append(
+                parts.append(
                     f"{written or _DISPLAY.get(h[0]) or display_name(h[0])}: {h[1]}"  # type: ignore[arg-type]
                 )
             else:
-                append(line)
-        append("\r\n")
+                parts.append(line)
+        parts.append("\r\n")
         return "\r\n".join(parts).encode("latin-1") + self._body
 
     def copy(self) -> SipMessage:
@@ -601,6 +610,7 @@ class SipMessage:
         m.version = self.version
         m._first = self._first
         m._hdrs = [list(h) for h in self._hdrs]
+        m._ascii = self._ascii
         m._body = self._body
         m._edited = self._edited
         m._body_edited = self._body_edited
@@ -615,6 +625,9 @@ class SipMessage:
         if self.is_request:
             return f"<SipMessage {self.method} {self.ruri} call-id={self.call_id!r}>"
         return f"<SipMessage {self.status} {self.reason} call-id={self.call_id!r}>"
+
+
+_TAG_STOPS = (";", " ", "\t", ",")
 
 
 def _tag_of(value: str | None) -> str | None:
@@ -637,9 +650,11 @@ def _tag_of(value: str | None) -> str | None:
             k += 1
             while k < len(low) and low[k] in " \t":
                 k += 1
-            e = k
-            while e < len(tail) and tail[e] not in "; \t,":
-                e += 1
+            e = len(tail)  # the value ends at the first of "; \t," (str.find, not a char loop)
+            for stop in _TAG_STOPS:
+                f = tail.find(stop, k, e)
+                if f >= 0:
+                    e = f
             return tail[k:e] or None
         i = low.find("tag", i + 3)
     return None
@@ -681,7 +696,6 @@ def _fast_headers(hdrs: list[list[str | None]], block: str) -> bool:
     if lines[n] or block.count("\n") != n:
         return False
     entries = _parse_entries
-    append = hdrs.append
     for i in range(n):
         line = lines[i]
         colon = line.find(":")
@@ -690,7 +704,7 @@ def _fast_headers(hdrs: list[list[str | None]], block: str) -> bool:
         ent = entries.get(line[:colon])
         if ent is None:  # a new name (checked by the slow path), or a folded line
             return False
-        append([ent[0], line[colon + 1 :].strip(_WIRE_WS), line, ent[1]])
+        hdrs.append([ent[0], line[colon + 1 :].strip(_WIRE_WS), line, ent[1]])
     return True
 
 
@@ -773,6 +787,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     _parse_first_line(msg, first)
     block = head[fl_end + 1 :]
     hdrs = msg._hdrs = _index_block(block)
+    msg._ascii = block.isascii()
 
     # Content-Length and body
     cl_values = [h[1] for h in hdrs if h[0] == "content-length"]

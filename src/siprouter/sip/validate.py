@@ -35,6 +35,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .charset import ALNUM, char_table, chars_in
 from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list
 from .message import _from_wire
 from .uri import UnsupportedURIScheme, parse_uri
@@ -44,9 +45,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["unsupported_proxy_require", "validate_request", "validate_response"]
 
-# RFC 3261 §25.1: callid = word [ "@" word ]
-_WORD = r"[A-Za-z0-9\-.!%*_+`'~()<>:\\\"/\[\]?{}]+"
-_CALL_ID_RE = re.compile(rf"{_WORD}(?:@{_WORD})?")
+# RFC 3261 §25.1: callid = word [ "@" word ]; word = 1*(alphanum / "-" / "." / "!" / "%" /
+# "*" / "_" / "+" / "`" / "'" / "~" / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" /
+# "]" / "?" / "{" / "}")
+_WORD_CHARS = char_table(ALNUM + "-.!%*_+`'~()<>:\\\"/[]?{}")
 
 _SIP_SCHEMES = ("sip:", "sips:", "tel:")
 
@@ -118,29 +120,66 @@ def _uri_list_ok(value: str) -> bool:
 # The verdicts on header values, remembered: the checks are pure functions of the text, and
 # the same From, To, Route and Contact values come back in every request of a dialog (and in
 # retransmissions). Bounded in entries and in the length of a value remembered.
+#
+# From, To and Route values are remembered under their ``_tag_blind`` key: the text with the
+# value of its first "tag=" taken out, when that value is a run of [A-Za-z0-9._-]. The From tag,
+# the To tag and the ftag of our own Record-Route change with every dialog; the rest of the value
+# does not. Replacing one such run by another (in a header or URI parameter, a quoted string,
+# a user part) does not change whether the value parses, so the verdict holds for every value
+# with the same key; a key with a run taken out always contains "tag=", one without never does.
 _MEMO_MAX_ENTRIES = 4096
 _MEMO_MAX_LEN = 256
 _name_addr_memo: dict[str, bool] = {}
 _uri_list_memo: dict[str, bool] = {}
-_call_id_memo: dict[str, bool] = {}
 _cseq_memo: dict[str, bool] = {}
 
+_TAG_RUN_RE = re.compile(r"[A-Za-z0-9._-]+")
 
-def _verdict(memo: dict[str, bool], value: str, check: Callable[[str], bool]) -> bool:
-    """``check(value)``, remembered in ``memo`` (see above)."""
-    known = memo.get(value)
+
+def _tag_blind_py(value: str) -> str | None:
+    """What ``siprouter.sip._scan.tag_blind`` does in C, when it is built: ``value`` itself
+    when it has no "tag=", the key with the tag value taken out, or None (remember nothing)."""
+    at = value.find("tag=")
+    if at < 0:
+        return value
+    m = _TAG_RUN_RE.match(value, at + 4)
+    if m is None:
+        return None
+    return value[: at + 4] + value[m.end() :]
+
+
+_tag_blind: Callable[[str], str | None] = _tag_blind_py
+try:
+    from . import _scan
+
+    _tag_blind = _scan.tag_blind
+except ImportError:
+    pass
+
+
+def _verdict(
+    memo: dict[str, bool], key: str | None, value: str, check: Callable[[str], bool]
+) -> bool:
+    """``check(value)``, remembered in ``memo`` under ``key`` (None: not remembered)."""
+    if key is None:
+        return check(value)
+    known = memo.get(key)
     if known is not None:
         return known
     verdict = check(value)
-    if len(value) <= _MEMO_MAX_LEN:
+    if len(key) <= _MEMO_MAX_LEN:
         if len(memo) >= _MEMO_MAX_ENTRIES:
             memo.clear()
-        memo[value] = verdict
+        memo[key] = verdict
     return verdict
 
 
 def _call_id_ok(value: str) -> bool:
-    return _CALL_ID_RE.fullmatch(value) is not None
+    at = value.find("@")
+    if at < 0:
+        return chars_in(value, _WORD_CHARS)
+    # "@" is not a word character: a second one fails the check of the second word
+    return chars_in(value[:at], _WORD_CHARS) and chars_in(value[at + 1 :], _WORD_CHARS)
 
 
 def _cseq_ok(value: str) -> bool:
@@ -153,20 +192,16 @@ def _cseq_ok(value: str) -> bool:
 
 def _check_name_addr(value: str) -> bool:
     """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
-    return _verdict(_name_addr_memo, value, _check_name_addr_uncached)
+    return _verdict(_name_addr_memo, _tag_blind(value), value, _check_name_addr_uncached)
 
 
 def _check_uri_list(value: str) -> bool:
     """A Route/Record-Route value: a list of name-addrs."""
-    return _verdict(_uri_list_memo, value, _uri_list_ok)
-
-
-def _check_call_id(value: str) -> bool:
-    return _verdict(_call_id_memo, value, _call_id_ok)
+    return _verdict(_uri_list_memo, _tag_blind(value), value, _uri_list_ok)
 
 
 def _check_cseq(value: str) -> bool:
-    return _verdict(_cseq_memo, value, _cseq_ok)
+    return _verdict(_cseq_memo, value, value, _cseq_ok)
 
 
 class _Seen:
@@ -198,11 +233,12 @@ class _Seen:
 def _collect(msg: SipMessage) -> _Seen:
     """One pass over the header lines (rather than a scan per header asked for)."""
     seen = _Seen()
+    ascii_only = msg._ascii
     for h in msg._hdrs:
         c = h[0]
         v = h[1]
         assert v is not None
-        if not v.isascii():
+        if not ascii_only and not v.isascii():
             v = _from_wire(v)
         if c == "via":
             seen.via = True
@@ -265,7 +301,7 @@ def _common(msg: SipMessage, seen: _Seen) -> tuple[int, str] | None:
         return _bad("From")
     if not _check_name_addr(seen.to):
         return _bad("To")
-    if not _check_call_id(seen.call_id):
+    if not _call_id_ok(seen.call_id):
         return _bad("Call-ID")
     try:
         msg.cseq_num  # noqa: B018 - parses (and caches) the CSeq
