@@ -83,6 +83,21 @@ def test_responses_go_upstream_and_ack_for_2xx_is_routed() -> None:
     assert [m.status for _, m in h.take()] == [200]
 
 
+def test_answered_branch_leaves_no_fr_inv_timer_behind() -> None:
+    """The 180 arms the branch's fr_inv timer (120 s); the 200 stops it, and the proxy's timer
+    wheel lets go of the branch at once rather than holding it, its transaction and its
+    messages until the 120 s are over."""
+    h = Harness(script_from(relay_all))
+    h.receive(invite())
+    fwd = only(h.take(), lambda m: m.is_request)[0][1]
+    proxy = h.core.proxy
+    respond(h, fwd, 180)
+    assert len(proxy._timers) == 1
+    assert proxy.next_deadline() is not None
+    respond(h, fwd, 200)
+    assert len(proxy._timers) == 0 and proxy.next_deadline() is None
+
+
 def test_cancel_before_answer_ends_with_487() -> None:
     h = Harness(script_from(relay_all))
     h.receive(invite())
@@ -99,6 +114,24 @@ def test_cancel_before_answer_ends_with_487() -> None:
     up = h.take()
     assert [m.status for _, m in up if not m.is_request] == [487]
     assert [m.method for _, m in up if m.is_request] == ["ACK"]  # hop-by-hop ACK downstream
+
+
+def test_ringing_too_long_is_cancelled_by_fr_inv_with_408() -> None:
+    h = Harness(script_from(relay_all))
+    h.receive(invite())
+    fwd = only(h.take(), lambda m: m.is_request)[0][1]
+    respond(h, fwd, 180)
+    assert [m.status for _, m in h.take()] == [180]
+    h.advance(119)
+    assert h.take() == [] and len(h.core.proxy._timers) == 1
+    h.advance(2)  # fr_inv_timeout: 120 s after the 180
+    sent = h.take()
+    # the CANCEL (and its retransmission: nobody answers it here), and the caller gets 408
+    assert {m.method for _, m in sent if m.is_request} == {"CANCEL"}
+    assert {m.status for _, m in sent if not m.is_request} == {408}  # and Timer G resends
+    respond(h, fwd, 487)  # the late answer to the CANCELled INVITE goes nowhere
+    assert [m for _, m in h.take() if not m.is_request] == []
+    assert len(h.core.proxy._timers) == 0
 
 
 def test_timeout_gives_408_and_failure_route_tries_next() -> None:

@@ -63,3 +63,98 @@ def test_cancel_all_and_layer_next_deadline() -> None:
     layer._timers.cancel_all(txn)
     assert layer.next_deadline() is None
     assert layer.on_timer(100.0) == []
+
+
+def test_wheel_orders_within_and_across_slots() -> None:
+    from siprouter.transaction.timers import TimerWheel
+
+    w = TimerWheel()
+    deadlines = [5.004, 5.001, 5.009, 5.0, 7.5, 5.0105, 0.2, 5.001]
+    for i, d in enumerate(deadlines):
+        w.add(d, i)
+    assert len(w) == len(deadlines) and w.next_deadline() == 0.2
+    assert w.pop_due(0.1) is None  # nothing due yet
+    got = []
+    for now in (0.2, 5.0, 5.0011, 5.005, 5.0105, 7.49, 7.5):
+        item = w.pop_due(now)
+        while item is not None:
+            got.append((now, deadlines[item]))  # type: ignore[index]
+            item = w.pop_due(now)
+    # each item comes out at the first "now" its deadline is due, in deadline order
+    assert got == [(0.2, 0.2), (5.0, 5.0), (5.0011, 5.001), (5.0011, 5.001), (5.005, 5.004),
+                   (5.0105, 5.009), (5.0105, 5.0105), (7.5, 7.5)]
+    assert len(w) == 0 and w.next_deadline() is None
+
+
+def test_wheel_remove_lets_go_of_the_item_at_once() -> None:
+    """A removed entry keeps nothing alive (before its slot is reached and after), and an entry
+    added into a slot already reached still comes out in order."""
+    import gc
+    import weakref
+
+    from siprouter.transaction.timers import TimerWheel
+
+    class Item:
+        pass
+
+    w = TimerWheel()
+    a, b = Item(), Item()
+    ha = w.add(120.0, a)
+    hb = w.add(1.0, b)
+    ref = weakref.ref(a)
+    w.remove(ha)
+    del a
+    gc.collect()
+    assert ref() is None and len(w) == 1
+    assert w.next_deadline() == 1.0  # b's slot is reached (moved to the ready heap) here
+    w.remove(hb)
+    w.remove(hb)  # no-op
+    assert w.next_deadline() is None and len(w) == 0 and w.pop_due(1e9) is None
+    w.add(2.0, "late")
+    w.add(1.999, "early")  # same slot as "late"
+    assert w.pop_due(1.9985) is None
+    assert w.pop_due(2.0) == "early" and w.pop_due(2.0) == "late" and w.pop_due(2.0) is None
+
+
+def test_wheel_agrees_with_a_sorted_list_model() -> None:
+    """Random adds, removes, next_deadline and pop_due calls, checked against a plain model:
+    the earliest deadline held, and items coming out when due in (deadline, order added)."""
+    import random
+
+    from siprouter.transaction.timers import TimerWheel
+
+    rnd = random.Random(7)
+    for _ in range(30):
+        w = TimerWheel()
+        model: dict[int, tuple[float, int]] = {}  # handle -> (deadline, item)
+        now = 1000.0 + rnd.random()
+        n = 0
+        for _ in range(400):
+            op = rnd.random()
+            if op < 0.45:
+                d = now + rnd.choice([0.0, 0.001, 0.004, 0.01, 0.0123, 0.5, 2.0, 32.0, 120.0])
+                d += rnd.random() * 0.02
+                model[w.add(d, n)] = (d, n)
+                n += 1
+            elif op < 0.65 and model:
+                h = rnd.choice(list(model))
+                del model[h]
+                w.remove(h)
+                w.remove(h)  # twice: a no-op
+            elif op < 0.8:
+                want = min((d for d, _ in model.values()), default=None)
+                assert w.next_deadline() == want
+            else:
+                now += rnd.choice([0.0, 0.001, 0.005, 0.01, 0.3, 5.0, 40.0])
+                due = sorted(v for v in model.values() if v[0] <= now)
+                got = []
+                item = w.pop_due(now)
+                while item is not None:
+                    got.append(item)
+                    item = w.pop_due(now)
+                assert sorted(got) == sorted(i for _, i in due)
+                # in deadline order (ties: any order)
+                ds = [next(d for d, i in due if i == g) for g in got]
+                assert ds == sorted(ds)
+                model = {h: v for h, v in model.items() if v[0] > now}
+            assert len(w) == len(model)

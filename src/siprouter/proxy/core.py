@@ -29,15 +29,15 @@ callbacks. Time comes in as ``now``; the core's own deadlines are in :meth:`next
 
 from __future__ import annotations
 
-import heapq
 import logging
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..sip.build import make_response, new_tag
 from ..sip.message import SipMessage, parse_message
 from ..sip.types import Endpoint
 from ..transaction.layer import TransactionLayer
+from ..transaction.timers import TimerWheel
 
 log = logging.getLogger(__name__)
 
@@ -192,36 +192,38 @@ class Proxy:
         self.perform = perform
         self.hooks = hooks
         self.server_header = server_header
-        self._timers: list[tuple[float, int, Branch]] = []
-        self._seq = 0
+        self._timers = TimerWheel()  # fr_inv timers of branches (Branch.fr_seq: the handle)
         self.contexts = 0  # live response contexts (for metrics)
 
     # -- timers -----------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        heap = self._timers
-        while heap:
-            deadline, seq, br = heap[0]
-            if br.fr_seq == seq and br.status == 0:
-                return deadline
-            heapq.heappop(heap)
-        return None
+        return self._timers.next_deadline()
 
     def on_timer(self, now: float) -> None:
-        heap = self._timers
-        while heap and heap[0][0] <= now:
-            _, seq, br = heapq.heappop(heap)
-            if br.fr_seq != seq or br.status != 0:
-                continue
-            log.info("fr_inv timer: cancelling branch %d to %s call-id=%s",
-                     br.idx, br.uri, br.rc.request.call_id)
+        timers = self._timers
+        item = timers.pop_due(now)
+        while item is not None:  # bounded: each comes out once, and nothing here re-arms one
+            br = cast(Branch, item)
             br.fr_seq = 0
-            self._cancel_branch(br, now)
-            self._branch_final(br, 408, None, now, synthetic=True)
+            if br.status == 0:
+                self._fr_expired(br, now)
+            item = timers.pop_due(now)
+
+    def _fr_expired(self, br: Branch, now: float) -> None:
+        log.info("fr_inv timer: cancelling branch %d to %s call-id=%s",
+                 br.idx, br.uri, br.rc.request.call_id)
+        self._cancel_branch(br, now)
+        self._branch_final(br, 408, None, now, synthetic=True)
 
     def _arm_fr(self, br: Branch, timeout: float, now: float) -> None:
-        self._seq += 1
-        br.fr_seq = self._seq
-        heapq.heappush(self._timers, (now + timeout, self._seq, br))
+        self._stop_fr(br)
+        br.fr_seq = self._timers.add(now + timeout, br)
+
+    def _stop_fr(self, br: Branch) -> None:
+        """Stop the branch's fr_inv timer: the wheel lets go of the branch at once."""
+        if br.fr_seq:
+            self._timers.remove(br.fr_seq)
+            br.fr_seq = 0
 
     # -- contexts and branches --------------------------------------------------------------------
     def new_context(self, st: Any, request: SipMessage) -> ResponseContext:
@@ -283,7 +285,7 @@ class Proxy:
             first = br.status == 0
             br.status = status
             br.response = resp
-            br.fr_seq = 0
+            self._stop_fr(br)
             # every 2xx goes upstream, retransmissions and further 2xx of other forks included
             data = resp.to_bytes()
             self._send_upstream(rc, data, status, now)
@@ -316,7 +318,7 @@ class Proxy:
     ) -> None:
         rc = br.rc
         br.status = status
-        br.fr_seq = 0
+        self._stop_fr(br)
         br.synthetic = synthetic
         if resp is None:
             resp = self._local_response(rc, status, reason)

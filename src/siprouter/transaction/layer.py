@@ -145,12 +145,12 @@ class TransactionLayer:
     def on_timer(self, now: float) -> list[Effect]:
         """Fire every timer due at ``now``, in deadline order."""
         out: list[Effect] = []
-        pop = self._timers.pop_due
-        item = pop(now)
+        timers = self._timers
+        item = timers.pop_due(now)
         while item is not None:  # bounded: a re-armed timer is due strictly after ``now``
             txn, kind = item
             txn._fire(kind, now, None, out)
-            item = pop(now)
+            item = timers.pop_due(now)
         return out
 
     # -- server side ----------------------------------------------------------------------------

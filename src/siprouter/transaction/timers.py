@@ -22,24 +22,26 @@ M      64*T1 (RFC 6026: client Accepted)          64*T1
 
 A zero-length timer fires at once, inside the call that started it (no heap entry).
 
-All deadlines of a transaction layer live in one :class:`TimerHeap`: a binary heap of
-``(deadline, seq, kind, txn)`` entries with lazy cancellation. A transaction remembers, per timer
-kind, the ``seq`` of its live entry (``txn._armed``); cancelling a timer just forgets that seq, and
-an entry popped from the heap whose seq is no longer the armed one is discarded. Stale entries are
-compacted away when they outnumber the live ones, so memory stays bounded by the live timers.
+All deadlines of a transaction layer live in one :class:`TimerWheel` (through
+:class:`TimerHeap`, which files them by transaction and timer kind): entries are filed in slots of
+10 ms by deadline, a dict per slot, so arming a timer and stopping it are a few dict operations,
+whatever the number of timers running; a stopped timer is taken out of its slot at once and keeps
+nothing alive. Only the slots time has reached go into a (small) heap, from which entries come out
+in deadline order. (One binary heap of every deadline with lazy cancellation would cost a log(n)
+climb per timer and keep a stopped timer's transaction until its deadline.)
 """
 
 from __future__ import annotations
 
-import heapq
 import math
+from heapq import heappop, heappush
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final, cast
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Transaction
 
-__all__ = ["TimerHeap", "TimerSettings"]
+__all__ = ["RESOLUTION", "TimerHeap", "TimerSettings", "TimerWheel"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,73 +79,180 @@ class TimerSettings:
         return 64.0 * self.t1
 
 
-class TimerHeap:
-    """One heap for every deadline of a transaction layer (see the module docstring)."""
+# The wheel's slot width: Core arms its loop timer on the same 10 ms grid (runtime.core.TIMER_GRID).
+RESOLUTION: Final = 0.01
+_PER_SECOND: Final = 100.0  # 1 / RESOLUTION
+# a handle is slot * _SPAN + (sequence number mod _SPAN): it names its slot, so removing an entry
+# is two dict operations; two live entries of one slot would need 2**32 timers armed in between.
+# Slots count from the wheel's first deadline, so handles stay machine-size integers for years.
+_SPAN: Final = 1 << 32
 
-    __slots__ = ("_heap", "_seq", "_stale")
+
+class TimerWheel:
+    """Deadlines in 10 ms slots, with removal (see the module docstring).
+
+    ``add(deadline, item)`` files ``item`` in the slot of its deadline and returns a handle;
+    ``remove(handle)`` takes it out again, so a stopped timer keeps nothing alive. When time
+    reaches a slot, its entries move to a small heap (``_ready``) and come out of
+    :meth:`pop_due` in deadline order, each when its own deadline is due.
+    """
+
+    __slots__ = ("_n", "_next", "_next_ok", "_origin", "_ready", "_ready_live", "_seq", "_slots",
+                 "_ticks")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, str, Transaction]] = []
+        self._slots: dict[int, dict[int, tuple[float, object]]] = {}
+        self._ticks: list[int] = []  # heap of slot numbers (one entry per slot made)
+        self._ready: list[tuple[float, int, object]] = []  # heap of entries of reached slots
+        self._ready_live: set[int] = set()  # handles in _ready not removed since
         self._seq = 0
-        self._stale = 0
+        self._n = 0  # entries held (slots and _ready's live ones)
+        # the earliest deadline, remembered while _next_ok (the runtime asks after every message)
+        self._next = 0.0
+        self._next_ok = False
+        self._origin: float | None = None  # slot 0 starts here (the first deadline's second)
+
+    def _tick(self, t: float) -> int:
+        """The slot of time ``t`` (int() is monotonic, which is all the slots need)."""
+        origin = self._origin
+        if origin is None:
+            origin = self._origin = float(int(t))
+        return int((t - origin) * _PER_SECOND)
 
     def __len__(self) -> int:
-        """Entries held, stale ones included."""
-        return len(self._heap)
+        return self._n
+
+    def add(self, deadline: float, item: object) -> int:
+        """File ``item`` to come due at ``deadline`` (seconds); returns its handle."""
+        self._seq = seq = self._seq + 1
+        tick = self._tick(deadline)
+        handle = tick * _SPAN + 1 + seq % (_SPAN - 1)  # never 0: 0 means "no timer" to callers
+        slot = self._slots.get(tick)
+        if slot is None:
+            slot = self._slots[tick] = {}
+            heappush(self._ticks, tick)
+        slot[handle] = (deadline, item)
+        if self._n == 0:
+            self._next = deadline
+            self._next_ok = True
+        elif self._next_ok and deadline < self._next:
+            self._next = deadline
+        self._n += 1
+        return handle
+
+    def remove(self, handle: int) -> None:
+        """Take an entry out (no-op when it came due or was removed already)."""
+        tick = handle // _SPAN
+        slot = self._slots.get(tick)
+        entry = slot.pop(handle, None) if slot is not None else None
+        if entry is not None:
+            self._n -= 1
+            if entry[0] <= self._next:
+                self._next_ok = False
+            if not slot:
+                del self._slots[tick]
+        elif handle in self._ready_live:
+            self._ready_live.discard(handle)  # its heap entry is skipped when it surfaces
+            self._n -= 1
+            self._next_ok = False
+
+    def _promote(self) -> None:
+        """Move the earliest slot's entries to the ready heap."""
+        tick = heappop(self._ticks)
+        slot = self._slots.pop(tick, None)
+        if slot is not None:
+            for handle, entry in slot.items():
+                heappush(self._ready, (entry[0], handle, entry[1]))
+                self._ready_live.add(handle)
+
+    def _ready_head(self) -> tuple[float, int, object] | None:
+        ready = self._ready
+        while ready:
+            head = ready[0]
+            if head[1] in self._ready_live:
+                return head
+            heappop(ready)
+        return None
+
+    def next_deadline(self) -> float | None:
+        """The earliest deadline held, or None."""
+        if self._n == 0:
+            return None
+        if self._next_ok:
+            return self._next
+        ticks = self._ticks
+        while True:
+            head = self._ready_head()
+            # a slot not reached yet can only hold an earlier deadline if it is head's slot
+            if head is not None and (not ticks or ticks[0] > self._tick(head[0])):
+                self._next = head[0]
+                self._next_ok = True
+                return head[0]
+            if not ticks:
+                return None  # not reached while _n > 0
+            self._promote()
+
+    def pop_due(self, now: float) -> object | None:
+        """Remove and return the item with the earliest deadline if it is due at ``now``."""
+        ticks = self._ticks
+        last = self._tick(now)
+        while ticks and ticks[0] <= last:
+            self._promote()
+        head = self._ready_head()
+        if head is None or head[0] > now:
+            return None
+        heappop(self._ready)
+        self._ready_live.discard(head[1])
+        self._n -= 1
+        self._next_ok = False
+        return head[2]
+
+
+class TimerHeap:
+    """The timers of a transaction layer, by transaction and kind, in one :class:`TimerWheel`.
+
+    A transaction remembers, per timer kind, the handle of its live entry (``txn._armed``);
+    re-arming or cancelling a timer removes the previous entry from the wheel."""
+
+    __slots__ = ("_wheel",)
+
+    def __init__(self) -> None:
+        self._wheel = TimerWheel()
+
+    def __len__(self) -> int:
+        """Entries held."""
+        return len(self._wheel)
 
     def arm(self, txn: Transaction, kind: str, deadline: float) -> None:
         """(Re)start timer ``kind`` of ``txn`` to fire at ``deadline``."""
-        self._seq = seq = self._seq + 1
         armed = txn._armed
-        if kind in armed:
-            self._stale += 1
-        armed[kind] = seq
-        heapq.heappush(self._heap, (deadline, seq, kind, txn))
+        old = armed.get(kind)
+        if old is not None:
+            self._wheel.remove(old)
+        armed[kind] = self._wheel.add(deadline, (txn, kind))
 
     def cancel(self, txn: Transaction, kind: str) -> None:
         """Stop timer ``kind`` of ``txn`` (no-op when it is not running)."""
-        if txn._armed.pop(kind, None) is not None:
-            self._stale += 1
-            self._maybe_compact()
+        handle = txn._armed.pop(kind, None)
+        if handle is not None:
+            self._wheel.remove(handle)
 
     def cancel_all(self, txn: Transaction) -> None:
         armed = txn._armed
         if armed:
-            self._stale += len(armed)
+            for handle in armed.values():
+                self._wheel.remove(handle)
             armed.clear()
-            self._maybe_compact()
-
-    def _maybe_compact(self) -> None:
-        if self._stale > 256 and self._stale * 2 > len(self._heap):
-            live = [e for e in self._heap if e[3]._armed.get(e[2]) == e[1]]
-            heapq.heapify(live)
-            self._heap = live
-            self._stale = 0
 
     def next_deadline(self) -> float | None:
         """The earliest live deadline, or None when no timer runs."""
-        heap = self._heap
-        while heap:
-            deadline, seq, kind, txn = heap[0]
-            if txn._armed.get(kind) == seq:
-                return deadline
-            heapq.heappop(heap)
-            self._stale -= 1
-        return None
+        return self._wheel.next_deadline()
 
     def pop_due(self, now: float) -> tuple[Transaction, str] | None:
         """Remove and return the earliest live timer due at ``now`` (its entry is disarmed)."""
-        heap = self._heap
-        while heap:
-            deadline, seq, kind, txn = heap[0]
-            armed = txn._armed
-            if armed.get(kind) != seq:
-                heapq.heappop(heap)
-                self._stale -= 1
-                continue
-            if deadline > now:
-                return None
-            heapq.heappop(heap)
-            del armed[kind]
-            return txn, kind
-        return None
+        item = self._wheel.pop_due(now)
+        if item is None:
+            return None
+        due = cast("tuple[Transaction, str]", item)
+        del due[0]._armed[due[1]]
+        return due
