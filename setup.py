@@ -41,6 +41,7 @@ HOT_PATH = [
     "src/siprouter/transport/manager.py",
     "src/siprouter/scripting/api.py",
     "src/siprouter/modules/registrar.py",
+    "src/siprouter/modules/aor.py",
 ]
 
 SCAN_SOURCE = "src/siprouter/sip/_scan.c"

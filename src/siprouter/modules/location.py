@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from urllib.parse import unquote
 
 from siprouter.storage.location_store import Binding, LocationStore, StoreError
+from siprouter.modules.aor import normalize_aor
 from siprouter.storage.memory import MemoryLocationStore
 
 __all__ = ["Binding", "Location", "StoreError", "normalize_aor"]
@@ -38,63 +38,6 @@ log = logging.getLogger(__name__)
 
 def _order_key(b: Binding) -> tuple[float, float]:
     return (-b.q, -b.last_modified)
-
-
-def normalize_aor(text: str, use_domain: bool = False) -> str:
-    """The location key of an AoR given as a SIP URI (``sip:alice@Example.com;transport=tcp``)
-    or as ``user@host`` / ``user``. ``ValueError`` for another scheme or an empty user part."""
-    t = text.strip()
-    if t.startswith("<") and t.endswith(">"):
-        t = t[1:-1].strip()
-    colon = t.find(":")
-    at = t.find("@")
-    uri = False
-    if colon >= 0 and (at < 0 or colon < at):
-        scheme = t[:colon].lower()
-        if scheme == "sip" or scheme == "sips":
-            t = t[colon + 1 :]
-            at = t.find("@")
-            uri = True
-        elif at >= 0 or scheme.isalpha():
-            raise ValueError(f"AoR must be a sip: or sips: URI, not {text[:60]!r}")
-    if at < 0:
-        if uri:
-            raise ValueError(f"AoR has no user part: {text[:60]!r}")
-        # A bare user name (an explicit AoR, or a key with use_domain off): taken whole, since
-        # ';' and '?' are legal in a user part.
-        user, host = t, ""
-    else:
-        user = t[:at]
-        host = t[at + 1 :]
-        for i, ch in enumerate(host):
-            if ch == ";" or ch == "?":
-                host = host[:i]
-                break
-        if not host:
-            raise ValueError(f"AoR has an empty host: {text[:60]!r}")
-        pw = user.find(":")
-        if pw >= 0:
-            user = user[:pw]
-    user = user.strip()
-    host = host.strip()
-    if "%" in user:
-        user = unquote(user, errors="strict")
-    if not user:
-        raise ValueError(f"AoR has no user part: {text[:60]!r}")
-    if not use_domain or not host:
-        return user
-    if host.startswith("["):
-        end = host.find("]")
-        if end < 0:
-            raise ValueError(f"AoR has a bad IPv6 host: {text[:60]!r}")
-        host = host[: end + 1]
-    else:
-        port = host.rfind(":")
-        if port >= 0:
-            host = host[:port]
-    if not host:
-        raise ValueError(f"AoR has an empty host: {text[:60]!r}")
-    return f"{user}@{host.lower()}"
 
 
 class Location:

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import NamedTuple
 
-from siprouter.modules.location import Location, normalize_aor
+from siprouter.modules.aor import normalize_aor
+from siprouter.modules.location import Location
 from siprouter.sip.headers import NameAddr, parse_contacts, parse_name_addr
 from siprouter.sip.message import SipMessage
 from siprouter.sip.uri import UnsupportedURIScheme, parse_uri, uri_equal
