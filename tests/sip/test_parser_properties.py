@@ -320,3 +320,17 @@ def test_verdicts_under_one_tag_blind_key_agree(a: str, t1: str, t2: str, b: str
         return
     assert _check_name_addr_uncached(v1) == _check_name_addr_uncached(v2)
     assert _uri_list_ok(v1) == _uri_list_ok(v2)
+
+
+@SETTINGS
+@given(st.one_of(
+    sip_text,
+    st.builds(lambda a, t, b: f"<sip:a@b>{a};tag={t}{b}", sip_text, tag_run, sip_text),
+    st.builds(lambda a, b: f"<sip:a@b;tag=u>{a};TaG = {b}", sip_text, sip_text),
+))  # fmt: skip
+def test_tag_fast_path_agrees_with_the_scan(value: str) -> None:
+    """message._tag_of's shortcut for ";tag=" gives what the general scan gives."""
+    from siprouter.sip.message import _tag_of, _tag_scan
+
+    gt = value.rfind(">")
+    assert _tag_of(value) == _tag_scan(value[gt + 1 :] if gt >= 0 else value)

@@ -231,7 +231,8 @@ def branch_hash(msg: SipMessage, received_ruri: str) -> str:
         # Proxy-Require, Proxy-Authorization and Route, in one pass over the header lines
         tuple(msg.wire_values_of(_LOOP_HEADERS)),
     ))
-    return f"{h & 0xFFFFFFFFFFFFFFFF:016x}"
+    # 60 bits in decimal: a machine-size int, and int -> str without a format call
+    return str(h & 0x0FFFFFFFFFFFFFFF)
 
 
 def detect_loop(msg: SipMessage, sent_by_texts: tuple[str, ...], my_hash: str) -> bool:

@@ -627,7 +627,22 @@ class SipMessage:
         return f"<SipMessage {self.status} {self.reason} call-id={self.call_id!r}>"
 
 
-_TAG_STOPS = (";", " ", "\t", ",")
+def _value_end(text: str, k: int) -> int:
+    """Where a parameter value starting at ``k`` ends: the first of "; \t," or the end."""
+    e = len(text)
+    f = text.find(";", k, e)
+    if f >= 0:
+        e = f
+    f = text.find(",", k, e)
+    if f >= 0:
+        e = f
+    f = text.find(" ", k, e)
+    if f >= 0:
+        e = f
+    f = text.find("\t", k, e)
+    if f >= 0:
+        e = f
+    return e
 
 
 def _tag_of(value: str | None) -> str | None:
@@ -636,6 +651,18 @@ def _tag_of(value: str | None) -> str | None:
         return None
     gt = value.rfind(">")
     tail = value[gt + 1 :] if gt >= 0 else value
+    p = tail.find(";tag=")
+    if p >= 0 and tail.find("t", 0, p) < 0 and tail.find("T", 0, p) < 0:
+        # the common form, and no earlier parameter name that could be "tag" in another case
+        k = p + 5
+        e = _value_end(tail, k)
+        if e > k:
+            return tail[k:e]
+    return _tag_scan(tail)
+
+
+def _tag_scan(tail: str) -> str | None:
+    """The general case of :func:`_tag_of`: ``tail`` is the value after its last ">"."""
     low = tail.lower()
     i = low.find("tag")
     while i >= 0:
@@ -650,12 +677,7 @@ def _tag_of(value: str | None) -> str | None:
             k += 1
             while k < len(low) and low[k] in " \t":
                 k += 1
-            e = len(tail)  # the value ends at the first of "; \t," (str.find, not a char loop)
-            for stop in _TAG_STOPS:
-                f = tail.find(stop, k, e)
-                if f >= 0:
-                    e = f
-            return tail[k:e] or None
+            return tail[k : _value_end(tail, k)] or None
         i = low.find("tag", i + 3)
     return None
 
