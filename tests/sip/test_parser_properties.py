@@ -280,46 +280,66 @@ def test_c_via_reader_agrees_with_python_fast_path(text: str) -> None:
 
 
 tag_run = st.text(alphabet="aZ09._-", min_size=1, max_size=12)
-tagged_value = st.builds(
-    lambda a, t, b: f"{a}tag={t}{b}", sip_text, tag_run, sip_text
+keyed_value = st.builds(
+    lambda a, u, b, t, c: f"{a}sip:{u}@{b}tag={t}{c}", sip_text, tag_run, sip_text, tag_run,
+    sip_text,
 )
 
 
 @SETTINGS
-@given(st.one_of(sip_text, tagged_value))
-def test_c_tag_blind_agrees_with_python(text: str) -> None:
-    """siprouter.sip._scan.tag_blind gives what validate._tag_blind_py gives."""
+@given(st.one_of(sip_text, keyed_value))
+def test_c_memo_key_agrees_with_python(text: str) -> None:
+    """siprouter.sip._scan.memo_key gives what validate._memo_key_py gives."""
     scan = pytest.importorskip("siprouter.sip._scan")
-    from siprouter.sip.validate import _tag_blind_py
+    from siprouter.sip.validate import _memo_key_py
 
-    assert scan.tag_blind(text) == _tag_blind_py(text)
+    assert scan.memo_key(text) == _memo_key_py(text)
 
 
-# where a tag sits in real values, and some places where it must not change the verdict
-tag_prefix = st.one_of(sip_text, st.sampled_from([
-    "<sip:alice@example.com>;", '"Alice" <sip:alice@example.com>;', "sip:alice@example.com;",
-    "Alice <sip:alice@example.com>; ", "<sip:p.example.com;lr;f", "<sip:p.example.com;f",
-    "<sip:", "<sip:a@b;x=", "sip:a@b:", '"', "<sip:a@b?h=", "<sips:a@[::1];", "<tel:+1;",
+# where users and tags sit in real values, and some places where they must not change the verdict
+key_prefix = st.one_of(sip_text, st.sampled_from([
+    "<", '"Alice" <', "", "Alice <", "<sips:x@y;f=", '"', "<sip:p.example.com;lr;f", "x <",
+    "<tel:+1;", "<sip:a@b?h=",
 ]))  # fmt: skip
-tag_suffix = st.one_of(sip_text, st.sampled_from([
+key_middle = st.one_of(sip_text, st.sampled_from([
+    "example.com>;", "example.com:5060;transport=udp>;", "[::1]>; ", "h>;x=1;", "h;f", "h>",
+    "h.example.com;lr;f", "1.2.3.4:5>;", "%41>;", "-h>;",
+]))  # fmt: skip
+key_suffix = st.one_of(sip_text, st.sampled_from([
     "", ">", ";x=1", ">;x", ";lr>", ">, <sip:q.example.com;lr>", "@h>", " ;a", '"', "%", ":5",
 ]))  # fmt: skip
 
 
 @SETTINGS
-@given(tag_prefix, tag_run, tag_run, tag_suffix)
-def test_verdicts_under_one_tag_blind_key_agree(a: str, t1: str, t2: str, b: str) -> None:
-    """Two values that share a memo key (they differ only in the run after their first
-    "tag=") get the same verdict from the uncached checks: remembering the verdict under the
-    key is sound."""
-    from siprouter.sip.validate import _check_name_addr_uncached, _tag_blind_py, _uri_list_ok
+@given(key_prefix, tag_run, tag_run, key_middle, tag_run, tag_run, key_suffix)
+def test_verdicts_under_one_memo_key_agree(
+    a: str, u1: str, u2: str, b: str, t1: str, t2: str, c: str
+) -> None:
+    """Two values that share a memo key (they differ only in the user run after their first
+    "sip:" and the run after their first "tag=") get the same verdict from the uncached checks:
+    remembering the verdict under the key is sound."""
+    from siprouter.sip.validate import _check_name_addr_uncached, _memo_key_py, _uri_list_ok
 
-    v1, v2 = f"{a}tag={t1}{b}", f"{a}tag={t2}{b}"
-    k1 = _tag_blind_py(v1)
-    if k1 is None or k1 != _tag_blind_py(v2):
+    v1, v2 = f"{a}sip:{u1}@{b}tag={t1}{c}", f"{a}sip:{u2}@{b}tag={t2}{c}"
+    k1 = _memo_key_py(v1)
+    if k1 is None or k1 != _memo_key_py(v2):
         return
     assert _check_name_addr_uncached(v1) == _check_name_addr_uncached(v2)
     assert _uri_list_ok(v1) == _uri_list_ok(v2)
+    w1, w2 = f"{a}tag={t1}{c}", f"{a}tag={t2}{c}"  # a tag alone
+    if _memo_key_py(w1) is not None and _memo_key_py(w1) == _memo_key_py(w2):
+        assert _check_name_addr_uncached(w1) == _check_name_addr_uncached(w2)
+        assert _uri_list_ok(w1) == _uri_list_ok(w2)
+
+
+def test_memo_keys_of_real_values() -> None:
+    from siprouter.sip.validate import _memo_key_py
+
+    assert _memo_key_py("<sip:user12@127.0.0.1>;tag=98R") == "<sip:@127.0.0.1>;tag="
+    assert _memo_key_py('"A" <sip:a@h>') == '"A" <sip:@h>'
+    assert _memo_key_py("<sip:127.0.0.1:5060;lr;ftag=x1>") == "<sip:127.0.0.1:5060;lr;ftag=>"
+    assert _memo_key_py("<sip:@h>") is None and _memo_key_py("<sip:a@h>;tag=") is None
+    assert _memo_key_py("<sip:%41@h>;tag=1") == "<sip:%41@h>;tag="  # user not a plain run
 
 
 @SETTINGS

@@ -16,7 +16,7 @@
  *
  * via_parm(text) reads the common form of one Via value the same way (see below).
  *
- * tag_blind(text) gives the key under which validation remembers its verdict on a From, To,
+ * memo_key(text) gives the key under which validation remembers its verdict on a From, To,
  * Route or Record-Route value (see below).
  */
 #define PY_SSIZE_T_CLEAN
@@ -290,69 +290,74 @@ error:
     return NULL;
 }
 
-/* tag_blind(text): ``text`` without the value of its first "tag=" (what siprouter.sip.validate
- * ._tag_blind_py does): the From/To tag and the Record-Route ftag change with every dialog
- * while the rest of the value stays, so a verdict remembered under this key serves them all.
- *   - no "tag=" in the text: the text itself;
- *   - "tag=" followed by a run of [A-Za-z0-9._-]: the text with that run taken out;
- *   - "tag=" followed by anything else (or nothing): None, remember nothing.
- * Keys made by taking a run out contain "tag=" and the others do not, so the two kinds never
- * meet; two values with the same key differ only in that run. Any str kind. */
-static PyObject *tag_eq; /* "tag=" */
+/* memo_key(text): the key under which validation remembers its verdict on a From, To, Route
+ * or Record-Route value (what siprouter.sip.validate._memo_key_py does). Two runs of
+ * [A-Za-z0-9._-] are taken out, as each changes with every user or dialog while the rest of
+ * the value stays:
+ *   1. the user part after the first "sip:", when the run is followed by "@";
+ *   2. the value of the first "tag=" (the From/To tag, the ftag of our Record-Route).
+ * Either step gives None (remember nothing) when its marker is followed by no run where a run
+ * would be taken out ("sip:@", "tag=" followed by anything else). So a key has "sip:@" at its
+ * first "sip:" exactly when step 1 took a run out, and "tag=" exactly when step 2 did (step 2
+ * works on step 1's result): two values with one key differ only in those runs. Any str kind. */
+static PyObject *sip_colon, *tag_eq;
 
-static inline int tag_char(Py_UCS1 c) {
-    return is_alnum(c) || c == '.' || c == '_' || c == '-';
+static inline int run_char(Py_UCS4 c) {
+    return c < 128 && (is_alnum((Py_UCS1)c) || c == '.' || c == '_' || c == '-');
 }
 
-static PyObject *tag_blind(PyObject *self, PyObject *text) {
-    (void)self;
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "tag_blind(text: str)");
-        return NULL;
-    }
-    if (PyUnicode_READY(text) < 0)
-        return NULL;
+/* text with the run after the first `marker` taken out; text itself (a new reference) when
+ * there is no marker, or (need_at) when the run is not followed by '@'; None as above. */
+static PyObject *cut_run(PyObject *text, PyObject *marker, int need_at) {
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    Py_ssize_t at = PyUnicode_Find(text, tag_eq, 0, n, 1);
+    Py_ssize_t at = PyUnicode_Find(text, marker, 0, n, 1);
     if (at == -2)
         return NULL;
     if (at == -1) {
         Py_INCREF(text);
         return text;
     }
-    Py_ssize_t i = at + 4, j = i;
-    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) {
-        int kind = PyUnicode_KIND(text);
-        const void *data = PyUnicode_DATA(text);
-        Py_UCS4 c;
-        while (j < n && (c = PyUnicode_READ(kind, data, j)) < 128 && tag_char((Py_UCS1)c))
-            j++;
-        if (j == i)
-            Py_RETURN_NONE;
-        PyObject *head = PyUnicode_Substring(text, 0, i);
-        if (head == NULL)
-            return NULL;
-        PyObject *tail = PyUnicode_Substring(text, j, n);
-        if (tail == NULL) {
-            Py_DECREF(head);
-            return NULL;
-        }
-        PyObject *joined = PyUnicode_Concat(head, tail);
-        Py_DECREF(head);
-        Py_DECREF(tail);
-        return joined;
-    }
-    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
-    while (j < n && tag_char(s[j]))
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    Py_ssize_t i = at + PyUnicode_GET_LENGTH(marker), j = i;
+    while (j < n && run_char(PyUnicode_READ(kind, data, j)))
         j++;
+    if (need_at) {
+        int at_follows = j < n && PyUnicode_READ(kind, data, j) == '@';
+        if (!at_follows) {
+            Py_INCREF(text);
+            return text;
+        }
+    }
     if (j == i)
         Py_RETURN_NONE;
-    PyObject *key = PyUnicode_New(n - (j - i), PyUnicode_IS_ASCII(text) ? 127 : 255);
-    if (key == NULL)
+    PyObject *head = PyUnicode_Substring(text, 0, i);
+    if (head == NULL)
         return NULL;
-    Py_UCS1 *k = PyUnicode_1BYTE_DATA(key);
-    memcpy(k, s, (size_t)i);
-    memcpy(k + i, s + j, (size_t)(n - j));
+    PyObject *tail = PyUnicode_Substring(text, j, n);
+    if (tail == NULL) {
+        Py_DECREF(head);
+        return NULL;
+    }
+    PyObject *joined = PyUnicode_Concat(head, tail);
+    Py_DECREF(head);
+    Py_DECREF(tail);
+    return joined;
+}
+
+static PyObject *memo_key(PyObject *self, PyObject *text) {
+    (void)self;
+    if (!PyUnicode_Check(text)) {
+        PyErr_SetString(PyExc_TypeError, "memo_key(text: str)");
+        return NULL;
+    }
+    if (PyUnicode_READY(text) < 0)
+        return NULL;
+    PyObject *mid = cut_run(text, sip_colon, 1);
+    if (mid == NULL || mid == Py_None)
+        return mid;
+    PyObject *key = cut_run(mid, tag_eq, 0);
+    Py_DECREF(mid);
     return key;
 }
 
@@ -361,8 +366,8 @@ static PyMethodDef scan_methods[] = {
      "index_headers(block, entries) -> list | None: the header-line index (see the module)."},
     {"via_parm", (PyCFunction)via_parm, METH_O,
      "via_parm(text) -> (transport, host, port, params) | None: the common form of a via-parm."},
-    {"tag_blind", (PyCFunction)tag_blind, METH_O,
-     "tag_blind(text) -> str | None: the memo key of a From/To/Route value (see the module)."},
+    {"memo_key", (PyCFunction)memo_key, METH_O,
+     "memo_key(text) -> str | None: the memo key of a From/To/Route value (see the module)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -375,7 +380,8 @@ static struct PyModuleDef scan_module = {
 PyMODINIT_FUNC PyInit__scan(void) {
     if (tag_eq == NULL) {
         tag_eq = PyUnicode_InternFromString("tag=");
-        if (tag_eq == NULL)
+        sip_colon = PyUnicode_InternFromString("sip:");
+        if (tag_eq == NULL || sip_colon == NULL)
             return NULL;
     }
     for (size_t t = 0; t < N_TRANSPORTS; t++) {

@@ -121,38 +121,51 @@ def _uri_list_ok(value: str) -> bool:
 # the same From, To, Route and Contact values come back in every request of a dialog (and in
 # retransmissions). Bounded in entries and in the length of a value remembered.
 #
-# From, To and Route values are remembered under their ``_tag_blind`` key: the text with the
-# value of its first "tag=" taken out, when that value is a run of [A-Za-z0-9._-]. The From tag,
-# the To tag and the ftag of our own Record-Route change with every dialog; the rest of the value
-# does not. Replacing one such run by another (in a header or URI parameter, a quoted string,
-# a user part) does not change whether the value parses, so the verdict holds for every value
-# with the same key; a key with a run taken out always contains "tag=", one without never does.
+# From, To and Route values are remembered under their ``_memo_key``: the text with two runs of
+# [A-Za-z0-9._-] taken out, the user part after the first "sip:" (when "@" follows it) and the
+# value of the first "tag=". The user changes from one REGISTER to the next, the From tag, the
+# To tag and the ftag of our own Record-Route with every dialog; the rest of the value does not.
+# Replacing such a run by another (in a user part, a header or URI parameter, a quoted string)
+# does not change whether the value parses, so the verdict holds for every value with the same
+# key. A key has "sip:@" at its first "sip:" exactly when a user run was taken out, and "tag="
+# exactly when a tag run was (a marker followed by no run gives no key at all): two values with
+# one key differ only in those runs.
 _MEMO_MAX_ENTRIES = 4096
 _MEMO_MAX_LEN = 256
 _name_addr_memo: dict[str, bool] = {}
 _uri_list_memo: dict[str, bool] = {}
 _cseq_memo: dict[str, bool] = {}
 
-_TAG_RUN_RE = re.compile(r"[A-Za-z0-9._-]+")
+_RUN_RE = re.compile(r"[A-Za-z0-9._-]*")
 
 
-def _tag_blind_py(value: str) -> str | None:
-    """What ``siprouter.sip._scan.tag_blind`` does in C, when it is built: ``value`` itself
-    when it has no "tag=", the key with the tag value taken out, or None (remember nothing)."""
-    at = value.find("tag=")
+def _cut_run(value: str, marker: str, need_at: bool) -> str | None:
+    at = value.find(marker)
     if at < 0:
         return value
-    m = _TAG_RUN_RE.match(value, at + 4)
-    if m is None:
+    i = at + len(marker)
+    m = _RUN_RE.match(value, i)
+    assert m is not None  # the pattern matches the empty string
+    j = m.end()
+    if need_at and value[j : j + 1] != "@":
+        return value
+    if j == i:
         return None
-    return value[: at + 4] + value[m.end() :]
+    return value[:i] + value[j:]
 
 
-_tag_blind: Callable[[str], str | None] = _tag_blind_py
+def _memo_key_py(value: str) -> str | None:
+    """What ``siprouter.sip._scan.memo_key`` does in C, when it is built: the key, or None
+    (remember nothing)."""
+    mid = _cut_run(value, "sip:", True)
+    return None if mid is None else _cut_run(mid, "tag=", False)
+
+
+_memo_key: Callable[[str], str | None] = _memo_key_py
 try:
     from . import _scan
 
-    _tag_blind = _scan.tag_blind
+    _memo_key = _scan.memo_key
 except ImportError:
     pass
 
@@ -192,12 +205,12 @@ def _cseq_ok(value: str) -> bool:
 
 def _check_name_addr(value: str) -> bool:
     """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
-    return _verdict(_name_addr_memo, _tag_blind(value), value, _check_name_addr_uncached)
+    return _verdict(_name_addr_memo, _memo_key(value), value, _check_name_addr_uncached)
 
 
 def _check_uri_list(value: str) -> bool:
     """A Route/Record-Route value: a list of name-addrs."""
-    return _verdict(_uri_list_memo, _tag_blind(value), value, _uri_list_ok)
+    return _verdict(_uri_list_memo, _memo_key(value), value, _uri_list_ok)
 
 
 def _check_cseq(value: str) -> bool:
