@@ -280,10 +280,12 @@ def test_c_via_reader_agrees_with_python_fast_path(text: str) -> None:
 
 
 tag_run = st.text(alphabet="aZ09._-", min_size=1, max_size=12)
-keyed_value = st.builds(
-    lambda a, u, b, t, c: f"{a}sip:{u}@{b}tag={t}{c}", sip_text, tag_run, sip_text, tag_run,
-    sip_text,
-)
+keyed_value = st.one_of(
+    st.builds(lambda a, u, b, t, c: f"{a}sip:{u}@{b}tag={t}{c}",
+              sip_text, tag_run, sip_text, tag_run, sip_text),
+    st.builds(lambda a, t, b, u, c: f"{a}tag={t}{b}sip:{u}@{c}",
+              sip_text, tag_run, sip_text, tag_run, sip_text),
+)  # fmt: skip
 
 
 @SETTINGS
@@ -318,7 +320,12 @@ def test_verdicts_under_one_memo_key_agree(
     """Two values that share a memo key (they differ only in the user run after their first
     "sip:" and the run after their first "tag=") get the same verdict from the uncached checks:
     remembering the verdict under the key is sound."""
-    from siprouter.sip.validate import _check_name_addr_uncached, _memo_key_py, _uri_list_ok
+    from siprouter.sip.validate import (
+        _check_name_addr_uncached,
+        _fast_name_addr,
+        _memo_key_py,
+        _uri_list_ok,
+    )
 
     v1, v2 = f"{a}sip:{u1}@{b}tag={t1}{c}", f"{a}sip:{u2}@{b}tag={t2}{c}"
     k1 = _memo_key_py(v1)
@@ -326,6 +333,7 @@ def test_verdicts_under_one_memo_key_agree(
         return
     assert _check_name_addr_uncached(v1) == _check_name_addr_uncached(v2)
     assert _uri_list_ok(v1) == _uri_list_ok(v2)
+    assert _fast_name_addr(v1) == _fast_name_addr(v2)  # the Contact memo's check
     w1, w2 = f"{a}tag={t1}{c}", f"{a}tag={t2}{c}"  # a tag alone
     if _memo_key_py(w1) is not None and _memo_key_py(w1) == _memo_key_py(w2):
         assert _check_name_addr_uncached(w1) == _check_name_addr_uncached(w2)

@@ -149,6 +149,8 @@ def test_unsupported_proxy_require() -> None:
         ("Call-ID", "abc@host", "abc@@host"),
         ("CSeq", "314159 INVITE", "99999999999 INVITE"),
         ("Route", "<sip:p.example.com;lr>", "<sip:p.example.com;lr"),
+        ("Contact", "<sip:alice@pc33.example.com>", "<sip:alice@pc33 .example.com>"),
+        ("From", "<sip:u1@example.com>;tag=1", "<sip:u1@exa mple.com>;tag=1"),
     ],
 )
 def test_remembered_verdicts_stay_right(header: str, good: str, bad: str) -> None:

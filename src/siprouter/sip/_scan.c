@@ -345,6 +345,44 @@ static PyObject *cut_run(PyObject *text, PyObject *marker, int need_at) {
     return joined;
 }
 
+/* The runs to take out, both found on `text` itself: taking the user run out cannot make or
+ * break a "tag=" (the run has no '=' and sits between "sip:" and '@'), so the first "tag=" of
+ * step 1's result is the first "tag=" of the text. Returns 1 and the ranges (start == end: no
+ * cut), 0 for "remember nothing", -1 on error. */
+static int memo_cuts(PyObject *text, Py_ssize_t cut[4]) {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    cut[0] = cut[1] = cut[2] = cut[3] = 0;
+    Py_ssize_t at = PyUnicode_Find(text, sip_colon, 0, n, 1);
+    if (at == -2)
+        return -1;
+    if (at >= 0) {
+        Py_ssize_t i = at + 4, j = i;
+        while (j < n && run_char(PyUnicode_READ(kind, data, j)))
+            j++;
+        if (j < n && PyUnicode_READ(kind, data, j) == '@') {
+            if (j == i)
+                return 0;
+            cut[0] = i;
+            cut[1] = j;
+        }
+    }
+    at = PyUnicode_Find(text, tag_eq, 0, n, 1);
+    if (at == -2)
+        return -1;
+    if (at >= 0) {
+        Py_ssize_t i = at + 4, j = i;
+        while (j < n && run_char(PyUnicode_READ(kind, data, j)))
+            j++;
+        if (j == i)
+            return 0;
+        cut[2] = i;
+        cut[3] = j;
+    }
+    return 1;
+}
+
 static PyObject *memo_key(PyObject *self, PyObject *text) {
     (void)self;
     if (!PyUnicode_Check(text)) {
@@ -353,11 +391,47 @@ static PyObject *memo_key(PyObject *self, PyObject *text) {
     }
     if (PyUnicode_READY(text) < 0)
         return NULL;
-    PyObject *mid = cut_run(text, sip_colon, 1);
-    if (mid == NULL || mid == Py_None)
-        return mid;
-    PyObject *key = cut_run(mid, tag_eq, 0);
-    Py_DECREF(mid);
+    Py_ssize_t cut[4];
+    int rc = memo_cuts(text, cut);
+    if (rc < 0)
+        return NULL;
+    if (rc == 0)
+        Py_RETURN_NONE;
+    Py_ssize_t u = cut[1] - cut[0], t = cut[3] - cut[2];
+    if (u == 0 && t == 0) {
+        Py_INCREF(text);
+        return text;
+    }
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND) { /* rare: the general two steps */
+        PyObject *mid = cut_run(text, sip_colon, 1);
+        if (mid == NULL || mid == Py_None)
+            return mid;
+        PyObject *key = cut_run(mid, tag_eq, 0);
+        Py_DECREF(mid);
+        return key;
+    }
+    /* one allocation: the text without [cut0, cut1) and [cut2, cut3), in either order */
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    Py_ssize_t a0 = cut[0], a1 = cut[1], b0 = cut[2], b1 = cut[3];
+    if (u == 0) {
+        a0 = a1 = b0;
+    } else if (t == 0) {
+        b0 = b1 = a1;
+    } else if (b0 < a0) {
+        Py_ssize_t x0 = a0, x1 = a1;
+        a0 = b0;
+        a1 = b1;
+        b0 = x0;
+        b1 = x1;
+    }
+    PyObject *key = PyUnicode_New(n - u - t, PyUnicode_IS_ASCII(text) ? 127 : 255);
+    if (key == NULL)
+        return NULL;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_UCS1 *k = PyUnicode_1BYTE_DATA(key);
+    memcpy(k, s, (size_t)a0);
+    memcpy(k + a0, s + a1, (size_t)(b0 - a1));
+    memcpy(k + a0 + (b0 - a1), s + b1, (size_t)(n - b1));
     return key;
 }
 

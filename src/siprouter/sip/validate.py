@@ -135,6 +135,7 @@ _MEMO_MAX_LEN = 256
 _name_addr_memo: dict[str, bool] = {}
 _uri_list_memo: dict[str, bool] = {}
 _cseq_memo: dict[str, bool] = {}
+_contact_memo: set[str] = set()  # keys of single Contact values the fast path accepted
 
 _RUN_RE = re.compile(r"[A-Za-z0-9._-]*")
 
@@ -211,6 +212,21 @@ def _check_name_addr(value: str) -> bool:
 def _check_uri_list(value: str) -> bool:
     """A Route/Record-Route value: a list of name-addrs."""
     return _verdict(_uri_list_memo, _memo_key(value), value, _uri_list_ok)
+
+
+def _contact_fast_ok(value: str) -> bool:
+    """A single Contact value the fast path accepts (remembered; anything else is for the full
+    parser, which also names the error)."""
+    key = _memo_key(value)
+    if key is not None and key in _contact_memo:
+        return True
+    if _fast_name_addr(value) is not True:
+        return False
+    if key is not None and len(key) <= _MEMO_MAX_LEN:
+        if len(_contact_memo) >= _MEMO_MAX_ENTRIES:
+            _contact_memo.clear()
+        _contact_memo.add(key)
+    return True
 
 
 def _check_cseq(value: str) -> bool:
@@ -350,7 +366,7 @@ def _validate_request(msg: SipMessage, require_max_forwards: bool) -> tuple[int,
     if mf is not None and (not mf.isdigit() or not mf.isascii() or len(mf) > 10 or int(mf) > 255):
         return _bad("Max-Forwards")
     contacts = seen.contacts
-    if contacts and not (len(contacts) == 1 and _fast_name_addr(contacts[0])):
+    if contacts and not (len(contacts) == 1 and _contact_fast_ok(contacts[0])):
         try:
             parse_contacts(contacts)
         except ValueError:
