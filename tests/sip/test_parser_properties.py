@@ -362,3 +362,29 @@ def test_tag_fast_path_agrees_with_the_scan(value: str) -> None:
 
     gt = value.rfind(">")
     assert _tag_of(value) == _tag_scan(value[gt + 1 :] if gt >= 0 else value)
+
+
+branch_via = st.builds(
+    lambda v, b, rest: f"{v};branch={b}{rest}",
+    via_like, st.sampled_from(["z9hG4bKw001123.0", "z9hG4bK-x", "", " z", "a;b", '"q"', "é"]),
+    st.sampled_from(["", ";rport", ";BRANCH=z9hG4bKother", ", SIP/2.0/UDP b;branch=z9hG4bKb",
+                     ";x=1", " ;y"]),
+)  # fmt: skip
+
+
+@SETTINGS
+@given(st.one_of(via_like, branch_via))
+def test_top_branch_agrees_with_the_parsed_via(via: str) -> None:
+    """SipMessage.top_branch reads the branch from the text; wherever the top Via parses, it
+    gives the branch the parsed Via has."""
+    data = (f"SIP/2.0 200 OK\r\nVia: {via}\r\nCSeq: 1 INVITE\r\n\r\n").encode()
+    try:
+        fresh, other = parse_message(data), parse_message(data)
+    except ParseError:
+        return
+    top = fresh.top_branch()
+    try:
+        parsed = other.via1
+    except ValueError:
+        return
+    assert top == parsed.branch

@@ -27,8 +27,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from siprouter.storage.location_store import Binding, LocationStore, StoreError
 from siprouter.modules.aor import normalize_aor
+from siprouter.storage.location_store import Binding, LocationStore, StoreError
 from siprouter.storage.memory import MemoryLocationStore
 
 __all__ = ["Binding", "Location", "StoreError", "normalize_aor"]

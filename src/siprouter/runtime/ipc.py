@@ -416,10 +416,7 @@ class Peers:
         """Hand a response to the worker its top Via branch names; True when handed."""
         if self._handing:
             return False
-        try:
-            owner = owner_of_branch(msg.via1.branch)
-        except ValueError:
-            return False
+        owner = owner_of_branch(msg.top_branch())
         if owner < 0 or owner == self.index or owner >= self.count:
             return False
         data = _pack(b"R", self.index, 0, self._listener_index(listener), src.proto, src.port,

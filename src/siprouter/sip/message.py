@@ -560,6 +560,28 @@ class SipMessage:
         except ValueError:
             return None
 
+    def top_branch(self) -> str | None:
+        """The branch of the top Via, for matching a response to its transaction: read from
+        the text when the first via-parm has exactly one ``branch`` parameter (any case) with a
+        plain value, else as :attr:`branch` reads it. (A top Via that is malformed elsewhere
+        still gives its branch here; it matches only a branch we generated.)"""
+        v = self._via1
+        if v is not None:
+            return v.params.get("branch")
+        raw = self.get("via")
+        if raw is None:
+            return None
+        comma = raw.find(",")
+        first = raw if comma < 0 else raw[:comma]
+        low = first.lower()
+        p = low.find(";branch=")
+        if p >= 0 and low.find(";branch=", p + 8) < 0 and '"' not in first:
+            k = p + 8
+            e = _value_end(first, k)
+            if e > k:
+                return first[k:e]
+        return self.branch
+
     @property
     def from_tag(self) -> str | None:
         t = self._ftag

@@ -102,7 +102,7 @@ from ..sip.message import SipMessage, parse_message
 from .base import Effect, State, Transaction
 from .client import ClientTxn
 from .server import ServerTxn
-from .timers import TimerHeap, TimerSettings
+from .timers import TimerSettings, TransactionTimers
 
 __all__ = [
     "MAGIC_COOKIE",
@@ -127,7 +127,7 @@ class TransactionLayer:
 
     def __init__(self, settings: TimerSettings = _DEFAULT_SETTINGS) -> None:
         self.settings = settings
-        self._timers = TimerHeap()
+        self._timers = TransactionTimers()
         # server key: (branch, sent-by, method) for RFC 3261 requests, ACK counted as INVITE;
         # (method, Call-ID, CSeq number, From tag, Request-URI, top Via) for RFC 2543 ones.
         self._servers: dict[tuple[Any, ...], ServerTxn] = {}
@@ -267,7 +267,7 @@ class TransactionLayer:
     def match_response(self, response: SipMessage) -> ClientTxn | None:
         """The client transaction ``response`` belongs to (RFC 3261 §17.1.3), or None."""
         try:
-            branch = response.via1.branch
+            branch = response.top_branch()
             if branch is None:
                 return None
             return self._clients.get((branch, response.cseq_method))

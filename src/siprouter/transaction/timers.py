@@ -23,25 +23,25 @@ M      64*T1 (RFC 6026: client Accepted)          64*T1
 A zero-length timer fires at once, inside the call that started it (no heap entry).
 
 All deadlines of a transaction layer live in one :class:`TimerWheel` (through
-:class:`TimerHeap`, which files them by transaction and timer kind): entries are filed in slots of
-10 ms by deadline, a dict per slot, so arming a timer and stopping it are a few dict operations,
-whatever the number of timers running; a stopped timer is taken out of its slot at once and keeps
-nothing alive. Only the slots time has reached go into a (small) heap, from which entries come out
-in deadline order. (One binary heap of every deadline with lazy cancellation would cost a log(n)
-climb per timer and keep a stopped timer's transaction until its deadline.)
+:class:`TransactionTimers`, which files them by transaction and timer kind): entries are filed
+in slots of 10 ms by deadline, a dict per slot, so arming a timer and stopping it are a few dict
+operations, whatever the number of timers running; a stopped timer is taken out of its slot at
+once and keeps nothing alive. Only the slots time has reached go into a (small) heap, from which
+entries come out in deadline order. (One binary heap of every deadline with lazy cancellation
+would cost a log(n) climb per timer and keep a stopped timer's transaction until its deadline.)
 """
 
 from __future__ import annotations
 
 import math
-from heapq import heappop, heappush
 from dataclasses import dataclass
+from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Final, cast
 
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Transaction
 
-__all__ = ["RESOLUTION", "TimerHeap", "TimerSettings", "TimerWheel"]
+__all__ = ["RESOLUTION", "TimerSettings", "TimerWheel", "TransactionTimers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +208,7 @@ class TimerWheel:
         return head[2]
 
 
-class TimerHeap:
+class TransactionTimers:
     """The timers of a transaction layer, by transaction and kind, in one :class:`TimerWheel`.
 
     A transaction remembers, per timer kind, the handle of its live entry (``txn._armed``);

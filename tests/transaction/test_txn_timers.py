@@ -1,11 +1,11 @@
-"""The deadline heap: ordering, lazy cancellation, compaction."""
+"""The timer wheel: ordering, removal, and the transaction layer's timers by kind."""
 
 from __future__ import annotations
 
 from txn_helpers import UAS, request
 
 from siprouter.transaction.layer import TimerSettings, TransactionLayer
-from siprouter.transaction.timers import TimerHeap
+from siprouter.transaction.timers import TransactionTimers
 
 
 def _txns(n: int):  # type: ignore[no-untyped-def]
@@ -19,7 +19,7 @@ def _txns(n: int):  # type: ignore[no-untyped-def]
 
 def test_pop_in_deadline_order_and_lazy_cancel() -> None:
     a, b, c = _txns(3)
-    heap = TimerHeap()
+    heap = TransactionTimers()
     heap.arm(a, "F", 3.0)
     heap.arm(b, "F", 1.0)
     heap.arm(c, "F", 2.0)
@@ -40,7 +40,7 @@ def test_pop_in_deadline_order_and_lazy_cancel() -> None:
 
 def test_compaction_keeps_live_entries_only() -> None:
     txns = _txns(600)
-    heap = TimerHeap()
+    heap = TransactionTimers()
     for i, t in enumerate(txns):
         heap.arm(t, "F", 100.0 + i)
     for t in txns[:500]:
