@@ -388,3 +388,34 @@ def test_top_branch_agrees_with_the_parsed_via(via: str) -> None:
     except ValueError:
         return
     assert top == parsed.branch
+
+
+route_like = st.builds(
+    lambda a, u, b, t, c: f"{a}sip:{u}@{b}tag={t}{c}",
+    st.sampled_from(["<", "", '"x" <', "<sips:"]), tag_run,
+    st.sampled_from(["127.0.0.1:5060;lr;f", "h.example;r2=on;f", "h;r2;f", "[::1]:5;lr;f", "h;",
+                     "h:99999;f", "h;lr>;f"]),
+    tag_run, st.sampled_from([">", ";r2=on>", ">, <sip:b;lr>", "", ">;x"]),
+)  # fmt: skip
+
+
+@SETTINGS
+@given(route_like, tag_run, tag_run)
+def test_remembered_route_facts_are_those_of_the_value(value: str, u2: str, t2: str) -> None:
+    """loose_route's remembered facts about a Route value (usable, host, port, r2) are the ones
+    the full parse gives, for the value remembered first and for another user and ftag."""
+    from siprouter.proxy.routing import _route_target, _route_uri
+
+    def facts(v: str) -> tuple[bool, str, int | None, bool]:
+        u = _route_uri(v)
+        if u is None or u.scheme == "tel":
+            return (False, "", None, False)
+        return (True, u.host, u.port, u.params.get("r2") is not None)
+
+    at = value.find("sip:") + 4
+    user_end = value.find("@", at)
+    tag_at = value.find("tag=", user_end) + 4
+    rest = value[tag_at:].lstrip("aZ09._-")
+    other = value[:at] + u2 + value[user_end:tag_at] + t2 + rest
+    assert _route_target(value) == facts(value)
+    assert _route_target(other) == facts(other)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from ..sip.headers import parse_name_addr
 from ..sip.message import SipMessage
 from ..sip.uri import SipURI, parse_uri
+from ..sip.validate import memo_key
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -126,6 +127,32 @@ def _route_uri(value: str) -> SipURI | None:
         return None
 
 
+# What loose_route needs of a Route value: (usable sip/sips URI, host, port, r2 with a value).
+# The ftag of our own Record-Route changes with every dialog, so the facts are remembered under
+# the value's memo_key, which leaves the user part and the tag/ftag value out: neither changes
+# whether the value parses, its host, port or parameter names. Bounded like the other memos.
+_ROUTE_MEMO_MAX = 4096
+_route_memo: dict[str, tuple[bool, str, int | None, bool]] = {}
+
+
+def _route_target(value: str) -> tuple[bool, str, int | None, bool]:
+    key = memo_key(value)
+    if key is not None:
+        hit = _route_memo.get(key)
+        if hit is not None:
+            return hit
+    u = _route_uri(value)
+    if u is None or u.scheme == "tel":
+        facts: tuple[bool, str, int | None, bool] = (False, "", None, False)
+    else:
+        facts = (True, u.host, u.port, u.params.get("r2") is not None)
+    if key is not None and len(key) <= 256:
+        if len(_route_memo) >= _ROUTE_MEMO_MAX:
+            _route_memo.clear()
+        _route_memo[key] = facts
+    return facts
+
+
 def loose_route(msg: SipMessage, me: LocalAddresses,
                 consumed_out: list[str] | None = None) -> int:
     """Process Route headers of a request as §16.4 says.
@@ -162,15 +189,15 @@ def loose_route(msg: SipMessage, me: LocalAddresses,
         return 1 if restored else -1
     consumed = 0
     while routes and consumed < 2:
-        u = _route_uri(routes[0])
-        if u is None or not me.is_myself(u):
+        usable, host, port, r2 = _route_target(routes[0])
+        if not usable or not me.is_myself_host(host, port):
             break
         msg.remove_first_value("route")
         if consumed_out is not None:
             consumed_out.append(routes[0])
         consumed += 1
         routes = routes[1:]
-        if u.params.get("r2") is None:
+        if not r2:
             break
     if restored and consumed_out is not None:
         consumed_out.append(last)

@@ -43,7 +43,7 @@ from .uri import UnsupportedURIScheme, parse_uri
 if TYPE_CHECKING:  # pragma: no cover
     from .message import SipMessage
 
-__all__ = ["unsupported_proxy_require", "validate_request", "validate_response"]
+__all__ = ["memo_key", "unsupported_proxy_require", "validate_request", "validate_response"]
 
 # RFC 3261 §25.1: callid = word [ "@" word ]; word = 1*(alphanum / "-" / "." / "!" / "%" /
 # "*" / "_" / "+" / "`" / "'" / "~" / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" /
@@ -169,6 +169,13 @@ try:
     _memo_key = _scan.memo_key
 except ImportError:
     pass
+
+
+def memo_key(value: str) -> str | None:
+    """The key under which a fact about a From, To, Route or Record-Route value that depends
+    neither on its user part nor on its tag/ftag value may be remembered (see above); None
+    when nothing may be remembered."""
+    return _memo_key(value)
 
 
 def _verdict(
