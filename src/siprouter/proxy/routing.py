@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from ..sip.headers import parse_name_addr
 from ..sip.message import SipMessage
 from ..sip.uri import SipURI, parse_uri
-from ..sip.validate import memo_key
+from ..sip.validate import memo_key, remember
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -131,7 +131,6 @@ def _route_uri(value: str) -> SipURI | None:
 # The ftag of our own Record-Route changes with every dialog, so the facts are remembered under
 # the value's memo_key, which leaves the user part and the tag/ftag value out: neither changes
 # whether the value parses, its host, port or parameter names. Bounded like the other memos.
-_ROUTE_MEMO_MAX = 4096
 _route_memo: dict[str, tuple[bool, str, int | None, bool]] = {}
 
 
@@ -146,10 +145,8 @@ def _route_target(value: str) -> tuple[bool, str, int | None, bool]:
         facts: tuple[bool, str, int | None, bool] = (False, "", None, False)
     else:
         facts = (True, u.host, u.port, u.params.get("r2") is not None)
-    if key is not None and len(key) <= 256:
-        if len(_route_memo) >= _ROUTE_MEMO_MAX:
-            _route_memo.clear()
-        _route_memo[key] = facts
+    if key is not None:
+        remember(_route_memo, key, facts)
     return facts
 
 

@@ -43,10 +43,11 @@ from ..sip.types import Endpoint, endpoint
 from ..sip.uri import parse_uri
 from ..sip.validate import unsupported_proxy_require, validate_request
 from ..transaction.layer import TransactionLayer
+from ..transaction.timers import RESOLUTION
 
 #: Resolution of the server's timer wake-ups, in seconds (Kamailio's timer ticks are 1/16 s).
 #: A SIP timer fires at most this late; T1 is 0.5 s.
-TIMER_GRID = 0.01
+TIMER_GRID = RESOLUTION
 
 log = logging.getLogger("siprouter.core")
 

@@ -29,6 +29,15 @@ static inline int wire_ws(Py_UCS1 c) {
         || (c >= 0x1c && c <= 0x1f);
 }
 
+/* 0 when `o` is a str, made ready; else -1 with TypeError `sig` (or the error of READY) set */
+static int ready_str(PyObject *o, const char *sig) {
+    if (!PyUnicode_Check(o)) {
+        PyErr_SetString(PyExc_TypeError, sig);
+        return -1;
+    }
+    return PyUnicode_READY(o) < 0 ? -1 : 0;
+}
+
 static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2) {
@@ -36,11 +45,12 @@ static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t
         return NULL;
     }
     PyObject *block = args[0], *entries = args[1];
-    if (!PyUnicode_Check(block) || !PyDict_Check(entries)) {
-        PyErr_SetString(PyExc_TypeError, "index_headers(block: str, entries: dict)");
+    static const char sig[] = "index_headers(block: str, entries: dict)";
+    if (!PyDict_Check(entries)) {
+        PyErr_SetString(PyExc_TypeError, sig);
         return NULL;
     }
-    if (PyUnicode_READY(block) < 0)
+    if (ready_str(block, sig) < 0)
         return NULL;
     if (PyUnicode_KIND(block) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
@@ -140,11 +150,7 @@ static inline int val_char(Py_UCS1 c) {
 
 static PyObject *via_parm(PyObject *self, PyObject *text) {
     (void)self;
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "via_parm(text: str)");
-        return NULL;
-    }
-    if (PyUnicode_READY(text) < 0)
+    if (ready_str(text, "via_parm(text: str)") < 0)
         return NULL;
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
@@ -385,11 +391,7 @@ static int memo_cuts(PyObject *text, Py_ssize_t cut[4]) {
 
 static PyObject *memo_key(PyObject *self, PyObject *text) {
     (void)self;
-    if (!PyUnicode_Check(text)) {
-        PyErr_SetString(PyExc_TypeError, "memo_key(text: str)");
-        return NULL;
-    }
-    if (PyUnicode_READY(text) < 0)
+    if (ready_str(text, "memo_key(text: str)") < 0)
         return NULL;
     Py_ssize_t cut[4];
     int rc = memo_cuts(text, cut);

@@ -288,17 +288,7 @@ class Via:
         return host if self.port is None else f"{host}:{self.port}"
 
     def to_string(self) -> str:
-        host = self.host
-        if ":" in host:
-            host = f"[{host}]"
-        if self.port is not None:
-            host = f"{host}:{self.port}"
-        params = self.params
-        if len(params) == 1:  # a proxy's own Via: only the branch
-            for k, v in params.items():
-                tail = ";" + k if v is None else f";{k}={v}"
-            return f"{self.protocol}/{self.transport} {host}{tail}"
-        return f"{self.protocol}/{self.transport} {host}{format_params(params)}"
+        return f"{self.protocol}/{self.transport} {self.sent_by()}{format_params(self.params)}"
 
     def __str__(self) -> str:
         return self.to_string()

@@ -571,11 +571,13 @@ class SipMessage:
         raw = self.get("via")
         if raw is None:
             return None
-        comma = raw.find(",")
-        first = raw if comma < 0 else raw[:comma]
+        cut = cut_first_item(raw)  # None for a quote or '<' anywhere: the general case decides
+        if cut is None:
+            return self.branch
+        first = cut[0]
         low = first.lower()
         p = low.find(";branch=")
-        if p >= 0 and low.find(";branch=", p + 8) < 0 and '"' not in first:
+        if p >= 0 and low.find(";branch=", p + 8) < 0:
             k = p + 8
             e = _value_end(first, k)
             if e > k:

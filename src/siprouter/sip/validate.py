@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from .charset import ALNUM, char_table, chars_in
 from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list
@@ -43,7 +43,8 @@ from .uri import UnsupportedURIScheme, parse_uri
 if TYPE_CHECKING:  # pragma: no cover
     from .message import SipMessage
 
-__all__ = ["memo_key", "unsupported_proxy_require", "validate_request", "validate_response"]
+__all__ = ["memo_key", "remember", "unsupported_proxy_require", "validate_request",
+           "validate_response"]
 
 # RFC 3261 §25.1: callid = word [ "@" word ]; word = 1*(alphanum / "-" / "." / "!" / "%" /
 # "*" / "_" / "+" / "`" / "'" / "~" / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" /
@@ -135,7 +136,7 @@ _MEMO_MAX_LEN = 256
 _name_addr_memo: dict[str, bool] = {}
 _uri_list_memo: dict[str, bool] = {}
 _cseq_memo: dict[str, bool] = {}
-_contact_memo: set[str] = set()  # keys of single Contact values the fast path accepted
+_contact_memo: dict[str, bool] = {}  # keys of single Contact values the fast path accepted
 
 _RUN_RE = re.compile(r"[A-Za-z0-9._-]*")
 
@@ -178,6 +179,17 @@ def memo_key(value: str) -> str | None:
     return _memo_key(value)
 
 
+_Fact = TypeVar("_Fact")
+
+
+def remember(memo: dict[str, _Fact], key: str, fact: _Fact) -> None:
+    """``memo[key] = fact`` within the memos' bounds (entries, and the length of a key)."""
+    if len(key) <= _MEMO_MAX_LEN:
+        if len(memo) >= _MEMO_MAX_ENTRIES:
+            memo.clear()
+        memo[key] = fact
+
+
 def _verdict(
     memo: dict[str, bool], key: str | None, value: str, check: Callable[[str], bool]
 ) -> bool:
@@ -188,10 +200,7 @@ def _verdict(
     if known is not None:
         return known
     verdict = check(value)
-    if len(key) <= _MEMO_MAX_LEN:
-        if len(memo) >= _MEMO_MAX_ENTRIES:
-            memo.clear()
-        memo[key] = verdict
+    remember(memo, key, verdict)
     return verdict
 
 
@@ -229,10 +238,8 @@ def _contact_fast_ok(value: str) -> bool:
         return True
     if _fast_name_addr(value) is not True:
         return False
-    if key is not None and len(key) <= _MEMO_MAX_LEN:
-        if len(_contact_memo) >= _MEMO_MAX_ENTRIES:
-            _contact_memo.clear()
-        _contact_memo.add(key)
+    if key is not None:
+        remember(_contact_memo, key, True)
     return True
 
 

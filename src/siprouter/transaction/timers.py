@@ -79,9 +79,9 @@ class TimerSettings:
         return 64.0 * self.t1
 
 
-# The wheel's slot width: Core arms its loop timer on the same 10 ms grid (runtime.core.TIMER_GRID).
+# The wheel's slot width, also the grid of Core's loop timer wake-ups (runtime.core.TIMER_GRID).
 RESOLUTION: Final = 0.01
-_PER_SECOND: Final = 100.0  # 1 / RESOLUTION
+_PER_SECOND: Final = 1.0 / RESOLUTION
 # a handle is slot * _SPAN + (sequence number mod _SPAN): it names its slot, so removing an entry
 # is two dict operations; two live entries of one slot would need 2**32 timers armed in between.
 # Slots count from the wheel's first deadline, so handles stay machine-size integers for years.
