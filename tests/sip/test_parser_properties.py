@@ -259,6 +259,33 @@ def test_c_header_scanner_refuses_wrong_types_and_wide_text() -> None:
     assert scan.index_headers("", {}) == []
 
 
+def test_c_header_scanner_follows_its_names_dict() -> None:
+    """The C side looks names up in its own table: it must see names added to the dict since
+    its last call, a different dict, and a dict that got smaller."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    names: dict[str, tuple[str, str]] = {"Via": ("via", "Via")}
+    assert scan.index_headers("Via: a\r\n", names) == [["via", "a", "Via: a", "Via"]]
+    assert scan.index_headers("X-A: 1\r\n", names) is None
+    names["X-A"] = ("x-a", "X-A")
+    assert scan.index_headers("X-A: 1\r\n", names) == [["x-a", "1", "X-A: 1", "X-A"]]
+    # enough new names to make the table grow; every one is found after it
+    for i in range(300):
+        names[f"X-N{i}"] = (f"x-n{i}", f"X-N{i}")
+    block = "".join(f"X-N{i}: {i}\r\n" for i in range(300))
+    got = scan.index_headers(block, names)
+    assert got is not None and [h[0] for h in got] == [f"x-n{i}" for i in range(300)]
+    # another dict: only its names
+    other = {"To": ("to", "To")}
+    assert scan.index_headers("Via: a\r\n", other) is None
+    assert scan.index_headers("To: b\r\n", other) == [["to", "b", "To: b", "To"]]
+    # the first dict again, smaller than it was
+    names.pop("X-A")
+    assert scan.index_headers("X-A: 1\r\n", names) is None
+    assert scan.index_headers("Via: a\r\n", names) == [["via", "a", "Via: a", "Via"]]
+    # a name of the same length and bytes but another case is another name
+    assert scan.index_headers("VIA: a\r\n", names) is None
+
+
 @SETTINGS
 @given(st.one_of(via_like, st.builds(lambda s: "SIP/2.0/UDP h.example" + s, sip_text)))
 def test_c_via_reader_agrees_with_python_fast_path(text: str) -> None:

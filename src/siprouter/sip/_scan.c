@@ -14,6 +14,11 @@
  * line) - the caller then takes the line-by-line parser, which also gives the errors. A str
  * that is not one byte per code point also gives None.
  *
+ * Names are looked up by their bytes in a table that mirrors `entries` (names_find), so no str
+ * is made and hashed per line. The parser only ever adds names to `entries` (and replaces no
+ * value): the table catches up with the names added since it last looked, and is built again
+ * when given another dict or one that got smaller.
+ *
  * via_parm(text) reads the common form of one Via value the same way (see below).
  *
  * memo_key(text) gives the key under which validation remembers its verdict on a From, To,
@@ -38,6 +43,106 @@ static int ready_str(PyObject *o, const char *sig) {
     return PyUnicode_READY(o) < 0 ? -1 : 0;
 }
 
+/* the name table: open addressing, at most half full; each slot holds a strong reference to
+ * a key of `entries` (a str of one byte per code point) and to its value */
+typedef struct {
+    PyObject *key; /* NULL: empty slot */
+    PyObject *ent;
+    Py_ssize_t len;
+    Py_uhash_t hash;
+} name_slot;
+
+static name_slot *names;
+static size_t names_mask;      /* slots - 1 (a power of two minus one); 0: no table yet */
+static PyObject *names_dict;   /* the dict mirrored (strong reference) */
+static Py_ssize_t names_pos;   /* PyDict_Next position reached in names_dict */
+static Py_ssize_t names_seen;  /* entries of names_dict mirrored */
+
+static inline Py_uhash_t name_hash(const Py_UCS1 *p, Py_ssize_t n) {
+    Py_uhash_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static void names_clear(void) {
+    for (size_t i = 0; names != NULL && i <= names_mask; i++) {
+        Py_XDECREF(names[i].key);
+        Py_XDECREF(names[i].ent);
+    }
+    PyMem_Free(names);
+    names = NULL;
+    names_mask = 0;
+    Py_CLEAR(names_dict);
+    names_pos = names_seen = 0;
+}
+
+static void names_put(name_slot *tab, size_t mask, name_slot item) {
+    size_t i = (size_t)item.hash & mask;
+    while (tab[i].key != NULL)
+        i = (i + 1) & mask;
+    tab[i] = item;
+}
+
+/* bring the table up to date with `entries`; -1 with MemoryError set on failure */
+static int names_sync(PyObject *entries) {
+    Py_ssize_t size = PyDict_GET_SIZE(entries);
+    if (entries != names_dict || size < names_seen) {
+        names_clear();
+        Py_INCREF(entries);
+        names_dict = entries;
+    }
+    if (size == names_seen && names != NULL)
+        return 0;
+    size_t need = 64;
+    while (need < 2 * (size_t)size + 2)
+        need <<= 1;
+    if (names == NULL || need > names_mask + 1) { /* a larger table: move the slots over */
+        name_slot *tab = PyMem_Calloc(need, sizeof(name_slot));
+        if (tab == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (size_t i = 0; names != NULL && i <= names_mask; i++)
+            if (names[i].key != NULL)
+                names_put(tab, need - 1, names[i]);
+        PyMem_Free(names);
+        names = tab;
+        names_mask = need - 1;
+    }
+    PyObject *key, *value;
+    while (PyDict_Next(entries, &names_pos, &key, &value)) {
+        names_seen++;
+        if (!PyUnicode_Check(key) || PyUnicode_READY(key) < 0
+            || PyUnicode_KIND(key) != PyUnicode_1BYTE_KIND) {
+            PyErr_Clear();
+            continue; /* cannot be the bytes of a latin-1 line */
+        }
+        name_slot item;
+        item.len = PyUnicode_GET_LENGTH(key);
+        item.hash = name_hash(PyUnicode_1BYTE_DATA(key), item.len);
+        Py_INCREF(key);
+        Py_INCREF(value);
+        item.key = key;
+        item.ent = value;
+        names_put(names, names_mask, item);
+    }
+    return 0;
+}
+
+/* the value of `entries` for the name s[0:n] (borrowed), or NULL */
+static inline PyObject *names_find(const Py_UCS1 *s, Py_ssize_t n) {
+    Py_uhash_t h = name_hash(s, n);
+    size_t i = (size_t)h & names_mask;
+    while (names[i].key != NULL) {
+        if (names[i].hash == h && names[i].len == n
+            && memcmp(PyUnicode_1BYTE_DATA(names[i].key), s, (size_t)n) == 0)
+            return names[i].ent;
+        i = (i + 1) & names_mask;
+    }
+    return NULL;
+}
+
 static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2) {
@@ -54,6 +159,8 @@ static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t
         return NULL;
     if (PyUnicode_KIND(block) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
+    if (names_sync(entries) < 0)
+        return NULL;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(block);
     Py_ssize_t n = PyUnicode_GET_LENGTH(block);
     PyObject *out = PyList_New(0);
@@ -72,16 +179,9 @@ static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t
         if (colon_p == NULL || colon_p == s + pos)
             goto decline;
         Py_ssize_t colon = colon_p - s;
-        PyObject *name = PyUnicode_Substring(block, pos, colon);
-        if (name == NULL)
-            goto error;
-        PyObject *ent = PyDict_GetItemWithError(entries, name); /* borrowed */
-        Py_DECREF(name);
-        if (ent == NULL) {
-            if (PyErr_Occurred())
-                goto error;
+        PyObject *ent = names_find(s + pos, colon - pos); /* borrowed */
+        if (ent == NULL)
             goto decline; /* a new name, or a folded line */
-        }
         if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 2)
             goto decline;
         Py_ssize_t vs = colon + 1, ve = end;
