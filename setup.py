@@ -2,7 +2,8 @@
 
 A plain install (``pip install -e .``) is pure Python. With ``SIPROUTER_MYPYC=1`` in the
 environment the hot-path modules below are compiled with mypyc into extension modules next to
-their sources, and the C header scanner ``siprouter.sip._scan`` is built with them; the build
+their sources, and the C header scanner ``siprouter.sip._scan`` and the UDP system calls
+``siprouter.transport._udpio`` are built with them; the build
 needs mypy and a C compiler in the build environment, so run it as
 ``SIPROUTER_MYPYC=1 pip install --no-build-isolation -e .`` from a venv that has mypy,
 setuptools and wheel. With ``SIPROUTER_LUART=1`` the Lua binding
@@ -45,6 +46,7 @@ HOT_PATH = [
 ]
 
 SCAN_SOURCE = "src/siprouter/sip/_scan.c"
+UDPIO_SOURCE = "src/siprouter/transport/_udpio.c"
 
 ext_modules = []
 if os.environ.get("SIPROUTER_MYPYC") == "1":
@@ -60,6 +62,10 @@ if os.environ.get("SIPROUTER_MYPYC") == "1":
     # the header-line index in C, used by the compiled sip/message.py (and by the pure one
     # when present)
     ext_modules.append(Extension("siprouter.sip._scan", [SCAN_SOURCE],
+                                 extra_compile_args=["-O2"]))
+    # recvmmsg/sendto of the UDP listeners (transport/manager.py; asyncio's datagram
+    # transport without it)
+    ext_modules.append(Extension("siprouter.transport._udpio", [UDPIO_SOURCE],
                                  extra_compile_args=["-O2"]))
 
 LUART_SOURCE = "src/siprouter/scripting/_luart.c"

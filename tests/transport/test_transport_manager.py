@@ -74,12 +74,27 @@ class Sink:
 async def started(
     specs: list[str],
     on_message: Callable[[bytes, Endpoint, Listener], None] | None = None,
+    udp_syscalls: bool | None = None,
     **settings: Any,
 ) -> tuple[TransportManager, Sink]:
     sink = Sink()
     mgr = TransportManager(on_message or sink, TransportSettings(**settings))
+    if udp_syscalls is not None:
+        mgr.udp_syscalls = udp_syscalls
     await mgr.start([ListenSpec.parse(s) for s in specs])
     return mgr, sink
+
+
+# UDP listeners read with the C module _udpio when it is built, and with asyncio's datagram
+# transport otherwise (or when told so): both are tested
+UDP_MODES = [pytest.param(False, id="asyncio-udp")] + (
+    [pytest.param(True, id="udpio")] if TransportManager(Sink()).udp_syscalls else []
+)
+
+
+@pytest.fixture(params=UDP_MODES)
+def udp_syscalls(request: pytest.FixtureRequest) -> bool:
+    return bool(request.param)
 
 
 def free_tcp_port(host: str = "127.0.0.1") -> int:
@@ -93,11 +108,15 @@ def free_tcp_port(host: str = "127.0.0.1") -> int:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", pytest.param("::1", marks=needs_ipv6)])
-def test_udp_round_trip(run: Callable[[Coroutine[Any, Any, None]], None], host: str) -> None:
+def test_udp_round_trip(
+    run: Callable[[Coroutine[Any, Any, None]], None], udp_syscalls: bool, host: str
+) -> None:
     async def main() -> None:
         lh = f"[{host}]" if ":" in host else host
-        a, a_sink = await started([f"udp:{lh}:0"])
-        b, b_sink = await started([f"udp:{lh}:0", "udp:127.0.0.1:0"])
+        a, a_sink = await started([f"udp:{lh}:0"], udp_syscalls=udp_syscalls)
+        b, b_sink = await started(
+            [f"udp:{lh}:0", "udp:127.0.0.1:0"], udp_syscalls=udp_syscalls
+        )
         try:
             la = a.listeners[0]
             assert la.port != 0 and la.advertise_port == la.port
@@ -121,13 +140,13 @@ def test_udp_round_trip(run: Callable[[Coroutine[Any, Any, None]], None], host: 
 
 
 def test_udp_listener_asks_for_a_large_receive_buffer(
-    run: Callable[[Coroutine[Any, Any, None]], None],
+    run: Callable[[Coroutine[Any, Any, None]], None], udp_syscalls: bool,
 ) -> None:
     """Bursts must not overflow the UDP receive queue (a lost datagram costs the peer a T1
     retransmission): the listener asks for 4 MB, which the kernel caps at rmem_max."""
 
     async def main() -> None:
-        a, _ = await started(["udp:127.0.0.1:0"])
+        a, _ = await started(["udp:127.0.0.1:0"], udp_syscalls=udp_syscalls)
         try:
             sock = a._udp[a.listeners[0]].get_extra_info("socket")
             got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
@@ -145,10 +164,12 @@ def test_udp_listener_asks_for_a_large_receive_buffer(
 
 
 def test_udp_drops_oversize_and_keepalives(
-    run: Callable[[Coroutine[Any, Any, None]], None],
+    run: Callable[[Coroutine[Any, Any, None]], None], udp_syscalls: bool,
 ) -> None:
     async def main() -> None:
-        a, sink = await started(["udp:127.0.0.1:0"], max_message_size=1000)
+        a, sink = await started(
+            ["udp:127.0.0.1:0"], udp_syscalls=udp_syscalls, max_message_size=1000
+        )
         refused: list[tuple[int, int]] = []
 
         def on_reject(data: bytes, src: Endpoint, lst: Any, status: int, reason: str) -> bytes:
@@ -175,10 +196,10 @@ def test_udp_drops_oversize_and_keepalives(
 
 
 def test_udp_send_without_listener_of_family_reports(
-    run: Callable[[Coroutine[Any, Any, None]], None],
+    run: Callable[[Coroutine[Any, Any, None]], None], udp_syscalls: bool,
 ) -> None:
     async def main() -> None:
-        a, _ = await started(["udp:127.0.0.1:0"])
+        a, _ = await started(["udp:127.0.0.1:0"], udp_syscalls=udp_syscalls)
         errors: list[Exception] = []
         a.send(Endpoint("udp", "::1", 5060), msg(1), errors.append)
         assert errors == []  # never called from inside send()
