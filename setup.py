@@ -43,6 +43,9 @@ HOT_PATH = [
     "src/siprouter/scripting/api.py",
     "src/siprouter/modules/registrar.py",
     "src/siprouter/modules/aor.py",
+    "src/siprouter/modules/location.py",
+    "src/siprouter/storage/binding.py",
+    "src/siprouter/storage/memory.py",
 ]
 
 SCAN_SOURCE = "src/siprouter/sip/_scan.c"

@@ -27,6 +27,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from mypy_extensions import mypyc_attr
+
 from siprouter.modules.aor import normalize_aor
 from siprouter.storage.location_store import Binding, LocationStore, StoreError
 from siprouter.storage.memory import MemoryLocationStore
@@ -40,6 +42,7 @@ def _order_key(b: Binding) -> tuple[float, float]:
     return (-b.q, -b.last_modified)
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)  # runtime.ipc.ReplicatedLocation
 class Location:
     """The in-memory, persisted location table (one per worker process)."""
 
