@@ -191,3 +191,32 @@ def test_lua_backends_give_the_same_wire_output(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("SIPROUTER_LUA", "luajit")
     with pytest.raises(ScriptError, match="expected luart or lupa"):
         load_script(str(HERE / "scenario.lua"))
+
+
+def test_onsend_route_sees_each_branch_and_can_drop_it(tmp_path: Path) -> None:
+    """ksr_onsend_route runs for every request about to leave and KSR.drop() stops it; the
+    callback is looked up again when another script is set (a reload)."""
+    relay = "def ksr_request_route(msg):\n    KSR.tm.t_relay()\n    return 1\n"
+    p = tmp_path / "s.py"
+    p.write_text(
+        relay
+        + "def ksr_onsend_route(msg):\n"
+        "    KSR.hdr.append('X-Seen: onsend\\r\\n')\n"
+        "    if KSR.pv.get('$rU') == 'blocked':\n"
+        "        KSR.drop()\n"
+        "    return 1\n")
+    h = Harness(load_script(str(p)))
+    h.receive(req("MESSAGE", "sip:bob@127.0.0.1:5080", branch="z9hG4bKs1"))
+    sent = [m for _, m in h.take() if m.is_request]
+    assert len(sent) == 1 and sent[0].get("X-Seen") == "onsend"
+    h.receive(req("MESSAGE", "sip:blocked@127.0.0.1:5080", branch="z9hG4bKs2",
+                  call_id="c2@test"))
+    assert [m for _, m in h.take() if m.is_request] == []
+    # a script without onsend_route: nothing runs it, nothing is dropped
+    q = tmp_path / "t.py"
+    q.write_text(relay)
+    h.core.script = load_script(str(q))
+    h.receive(req("MESSAGE", "sip:blocked@127.0.0.1:5080", branch="z9hG4bKs3",
+                  call_id="c3@test"))
+    sent = [m for _, m in h.take() if m.is_request]
+    assert len(sent) == 1 and sent[0].get("X-Seen") is None

@@ -446,3 +446,44 @@ def test_remembered_route_facts_are_those_of_the_value(value: str, u2: str, t2: 
     other = value[:at] + u2 + value[user_end:tag_at] + t2 + rest
     assert _route_target(value) == facts(value)
     assert _route_target(other) == facts(other)
+
+
+@SETTINGS
+@given(st.text(alphabet="aZ09_-.:;?[]@%é 5", max_size=16))
+def test_hostport_scan_agrees_with_the_regex(rest: str) -> None:
+    """Where the hand scan of a URI's hostport gives an end, the regex matches the same host
+    and port there, and what follows is the end, ';' or '?'."""
+    from siprouter.sip import uri
+
+    end = uri._scan_hostport(rest)
+    if end == 0:
+        return
+    m = uri._HOSTPORT_RE.match(rest)
+    assert m is not None and m.group(1) is None and m.end() == end
+    colon = rest.find(":", 0, end)
+    assert m.group(2) == (rest[:end] if colon < 0 else rest[:colon])
+    assert m.group(3) == (None if colon < 0 else rest[colon + 1 : end])
+    assert end == len(rest) or rest[end] in ";?"
+
+
+@pytest.mark.parametrize("text", [
+    "sip:alice@example.com", "sip:alice@127.0.0.1:5060;transport=udp", "sip:h.example.com.",
+    "sip:[::1]:5070", "sip:a@-bad.example.com", "sip:a@bad-.example.com", "sip:a@host:",
+    "sip:a@host:99999", "sip:a@host:50x", "sip:a@host?subject=x", "sip:a@.host", "sip:a@h_1",
+])
+def test_parse_uri_hostport_forms(text: str) -> None:
+    """parse_uri gives the same host/port (or the same refusal) as the regex alone would."""
+    from siprouter.sip import uri
+
+    rest = text.partition(":")[2].rpartition("@")[2]
+    m = uri._HOSTPORT_RE.match(rest)
+    try:
+        got = uri._parse_uri(text)
+    except ValueError:
+        tail = rest[m.end():] if m else "x"
+        assert (m is None or (tail and tail[0] not in ";?")
+                or (m.group(3) is not None and int(m.group(3)) > 65535))
+        return
+    assert m is not None
+    host = m.group(1) if m.group(1) is not None else m.group(2)
+    assert (got.host, got.port) == (host, None if m.group(3) is None else int(m.group(3)))

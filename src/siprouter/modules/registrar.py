@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from email.utils import formatdate
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 from siprouter.modules.aor import normalize_aor
 from siprouter.modules.location import Location
@@ -58,7 +58,7 @@ REG_OK = 1
 REG_ERROR = -1
 
 # RFC 3261 §20.19 / §10.2.1.1: an expiration above 2**32-1 is taken as 2**32-1.
-_MAX_DELTA = 2**32 - 1
+_MAX_DELTA: Final = 2**32 - 1
 
 
 @dataclass(slots=True)
@@ -153,7 +153,7 @@ def received_to_uri(received: str) -> str:
     return f"sip:{host}:{port};transport={proto}"
 
 
-_date_cache: list[tuple[int, str]] = [(-1, "")]
+_date_cache: Final[list[tuple[int, str]]] = [(-1, "")]
 
 
 def _date(now: float) -> str:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Final
 
 from ..sip.headers import parse_name_addr
 from ..sip.message import SipMessage
@@ -36,11 +37,11 @@ __all__ = [
     "record_route_value",
 ]
 
-MAGIC_COOKIE = "z9hG4bK"
-DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443, "sctp": 5060}
+MAGIC_COOKIE: Final = "z9hG4bK"
+DEFAULT_PORTS: Final = {"udp": 5060, "tcp": 5060, "tls": 5061, "ws": 80, "wss": 443, "sctp": 5060}
 
 
-_norm_cache: dict[str, str] = {}
+_norm_cache: Final[dict[str, str]] = {}
 
 
 def _norm_host(host: str) -> str:
@@ -131,7 +132,7 @@ def _route_uri(value: str) -> SipURI | None:
 # The ftag of our own Record-Route changes with every dialog, so the facts are remembered under
 # the value's memo_key, which leaves the user part and the tag/ftag value out: neither changes
 # whether the value parses, its host, port or parameter names. Bounded like the other memos.
-_route_memo: dict[str, tuple[bool, str, int | None, bool]] = {}
+_route_memo: Final[dict[str, tuple[bool, str, int | None, bool]]] = {}
 
 
 def _route_target(value: str) -> tuple[bool, str, int | None, bool]:
@@ -235,7 +236,7 @@ def next_hop_uri(msg: SipMessage, dst_uri: str | None) -> str:
     return msg.ruri
 
 
-_LOOP_HEADERS = frozenset(("proxy-require", "proxy-authorization", "route"))
+_LOOP_HEADERS: Final = frozenset(("proxy-require", "proxy-authorization", "route"))
 
 
 def branch_hash(msg: SipMessage, received_ruri: str) -> str:

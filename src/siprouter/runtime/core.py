@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Final
 
 from ..proxy.core import Branch, Proxy, ResponseContext
 from ..proxy.routing import (
@@ -47,17 +47,17 @@ from ..transaction.timers import RESOLUTION
 
 #: Resolution of the server's timer wake-ups, in seconds (Kamailio's timer ticks are 1/16 s).
 #: A SIP timer fires at most this late; T1 is 0.5 s.
-TIMER_GRID = RESOLUTION
+TIMER_GRID: Final = RESOLUTION
 
 log = logging.getLogger("siprouter.core")
 
 __all__ = ["Core", "SUPPORTED"]
 
 # Option tags this server implements as a proxy (RFC 3261 §16.3 step 5): none need proxy support.
-SUPPORTED: frozenset[str] = frozenset()
+SUPPORTED: Final[frozenset[str]] = frozenset()
 
 
-_ip_cache: dict[str, bool] = {}
+_ip_cache: Final[dict[str, bool]] = {}
 
 
 def _is_ip(host: str) -> bool:
@@ -110,6 +110,10 @@ class Core:
         self.transport = transport
         self.tl = tl
         self.script = script
+        # the script's onsend_route, looked up again only when another script is set (a
+        # getattr that misses raises and catches AttributeError: ~4,000 instructions per branch)
+        self._onsend_of: Any = None
+        self._onsend: Any = None
         self.location = location
         self.registrar = registrar
         self.me = me or LocalAddresses()
@@ -704,7 +708,11 @@ class Core:
             branch = f"{self.branch_prefix}{base_hash}.{idx}"
             bmsg.push_via(Via(out.proto.upper(), out.advertise_host, out.advertise_port,
                               {"branch": branch}))
-            onsend = getattr(self.script, "onsend_route", None)
+            script = self.script
+            if script is not self._onsend_of:
+                self._onsend_of = script
+                self._onsend = getattr(script, "onsend_route", None)
+            onsend = self._onsend
             if onsend is not None:
                 # Kamailio onsend_route: the last look at what leaves; drop() stops the send
                 oreq = self._branch_request(req, bmsg, dst_uri, idx, "onsend")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from typing import Final
 
 from .message import SipMessage, _to_wire, canonical_name, display_name
 
 __all__ = ["REASONS", "make_response", "make_response_from_raw", "new_tag"]
 
 # RFC 3261 §21 and the IANA registry: default reason phrases.
-REASONS: dict[int, str] = {
+REASONS: Final[dict[int, str]] = {
     100: "Trying",
     180: "Ringing",
     181: "Call Is Being Forwarded",
@@ -69,10 +70,10 @@ REASONS: dict[int, str] = {
     606: "Not Acceptable",
 }
 
-_COPIED = ("via", "from", "to", "call-id", "cseq")
-_DISPLAY_COPIED = {c: display_name(c) for c in _COPIED}
-_COPIED_SET = frozenset(_COPIED)
-_COPIED_100 = frozenset((*_COPIED, "timestamp"))
+_COPIED: Final = ("via", "from", "to", "call-id", "cseq")
+_DISPLAY_COPIED: Final = {c: display_name(c) for c in _COPIED}
+_COPIED_SET: Final = frozenset(_COPIED)
+_COPIED_100: Final = frozenset((*_COPIED, "timestamp"))
 
 
 def new_tag() -> str:

@@ -23,19 +23,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Final, Literal
 
 from .charset import ALNUM, char_table, chars_in
 from .uri import normalize_ipv6
 
 # The common Via form read in C (siprouter/sip/_scan.c), built with the compiled hot path.
-_c_via_parm: Callable[[str], tuple[str, str, int | None, dict[str, str | None]] | None] | None
-try:
-    from . import _scan
+_ViaParm = Callable[[str], tuple[str, str, int | None, dict[str, str | None]] | None]
 
-    _c_via_parm = _scan.via_parm
-except ImportError:
-    _c_via_parm = None
+
+def _load_via_parm() -> _ViaParm | None:
+    try:
+        from . import _scan
+    except ImportError:
+        return None
+    return _scan.via_parm
+
+
+_c_via_parm: Final = _load_via_parm()
 
 __all__ = [
     "NameAddr",
@@ -302,11 +307,11 @@ def format_via(transport: str, host: str, port: int | None, params: dict[str, st
 # The form nearly every element writes: ``SIP/2.0/UDP host[:port];k[=v]...`` with no LWS and
 # no quoted values. It is read with plain string methods and byte-table checks (no regex: the
 # regex engine costs tens of instructions a character); anything else takes the full parser.
-_FAST_HOST = char_table(ALNUM + ".-")
-_FAST_PORT = char_table("0123456789")
-_FAST_PKEY = char_table(ALNUM + "-.!%*_+`'~")
-_FAST_PVAL = char_table(ALNUM + "-.!%*_+`'~:[]")
-_FAST_TRANSPORTS = frozenset(("UDP", "TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"))
+_FAST_HOST: Final = char_table(ALNUM + ".-")
+_FAST_PORT: Final = char_table("0123456789")
+_FAST_PKEY: Final = char_table(ALNUM + "-.!%*_+`'~")
+_FAST_PVAL: Final = char_table(ALNUM + "-.!%*_+`'~:[]")
+_FAST_TRANSPORTS: Final = frozenset(("UDP", "TCP", "TLS", "SCTP", "TLS-SCTP", "WS", "WSS"))
 
 
 def _fast_via(text: str) -> Via | None:
@@ -477,8 +482,8 @@ class NameAddr:
         return self.to_string()
 
 
-_NA_CACHE: dict[str, NameAddr] = {}
-_NA_CACHE_MAX = 8192
+_NA_CACHE: Final[dict[str, NameAddr]] = {}
+_NA_CACHE_MAX: Final = 8192
 
 
 def parse_name_addr(value: str) -> NameAddr:

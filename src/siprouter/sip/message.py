@@ -28,6 +28,7 @@ differs from the request method, a missing Call-ID ...) are checked by ``sip.val
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Final
 
 from .headers import (
     Via,
@@ -40,13 +41,19 @@ from .headers import (
 
 # The header-line index in C (siprouter/sip/_scan.c), built with the compiled hot path; a pure
 # Python install does the same work in _fast_headers.
-_c_index_headers: Callable[[str, dict[str, tuple[str, str]]], list[list[str | None]] | None] | None
-try:
-    from . import _scan
+# (Final module names are C statics in the compiled module, not a dict lookup per use.)
+_IndexHeaders = Callable[[str, dict[str, tuple[str, str]]], list[list[str | None]] | None]
 
-    _c_index_headers = _scan.index_headers
-except ImportError:
-    _c_index_headers = None
+
+def _load_index_headers() -> _IndexHeaders | None:
+    try:
+        from . import _scan
+    except ImportError:
+        return None
+    return _scan.index_headers
+
+
+_c_index_headers: Final = _load_index_headers()
 
 __all__ = [
     "COMPACT_FORMS",
@@ -68,7 +75,7 @@ class ParseError(ValueError):
 
 
 # RFC 3261 §7.3.3 and the IANA registry of compact forms.
-COMPACT_FORMS: dict[str, str] = {
+COMPACT_FORMS: Final[dict[str, str]] = {
     "a": "accept-contact",
     "b": "referred-by",
     "c": "content-type",
@@ -92,7 +99,7 @@ COMPACT_FORMS: dict[str, str] = {
 }
 
 # Header names written by us, in their conventional spelling.
-_DISPLAY: dict[str, str] = {
+_DISPLAY: Final[dict[str, str]] = {
     "via": "Via",
     "from": "From",
     "to": "To",
@@ -124,7 +131,7 @@ _DISPLAY: dict[str, str] = {
     "retry-after": "Retry-After",
 }
 
-_name_cache: dict[str, str] = {}
+_name_cache: Final[dict[str, str]] = {}
 
 
 def canonical_name(name: str) -> str:
@@ -161,13 +168,13 @@ def _from_wire(text: str) -> str:
     return text.encode("latin-1").decode("utf-8", "replace")
 
 
-_SIP20 = "SIP/2.0"
-_TOKEN_CHARS = frozenset(
+_SIP20: Final = "SIP/2.0"
+_TOKEN_CHARS: Final = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
 )
 # The largest Content-Length we will believe; anything beyond a datagram or our stream limit is
 # refused by the caller with 413 anyway (RFC 3261 §20.14 allows any non-negative integer).
-_MAX_CL_DIGITS = 10
+_MAX_CL_DIGITS: Final = 10
 
 
 class SipMessage:
@@ -709,9 +716,9 @@ def _tag_scan(tail: str) -> str | None:
 # Whitespace trimmed around a header value in wire form: ASCII only, as str.strip() would also
 # take U+0085 and U+00A0, which in wire form are the last bytes of UTF-8 characters ("à" ends in
 # 0xA0)
-_WIRE_WS = " \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f"
+_WIRE_WS: Final = " \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f"
 # written name -> (canonical name, name as written without trailing LWS); valid tokens only
-_parse_entries: dict[str, tuple[str, str]] = {}
+_parse_entries: Final[dict[str, tuple[str, str]]] = {}
 
 
 def _index_block(block: str) -> list[list[str | None]]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from typing import Final
 
 from .charset import ALNUM, char_table, chars_in
 
@@ -45,13 +46,15 @@ _HOSTPORT_RE = re.compile(
     r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_](?:[A-Za-z0-9\-_.]*[A-Za-z0-9_.])?))(?::([0-9]+))?"
 )
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+# the characters of a hostname or IPv4 host, for _scan_hostport
+_HOST_CHARS: Final = char_table(ALNUM + "-_.")
 # RFC 3966 telephone-subscriber, leniently: digits, hex digits, visual separators, '*', '#', '+'
 _TEL_NUMBER_RE = re.compile(rf"(?:[0-9A-Fa-f*#+\-.()pPwW]|{_HEX2})+")
 _ESCAPE_RE = re.compile(r"%([0-9A-Fa-f]{2})")
 # the same classes without escapes, for the fast half of each check (charset.py)
 _UNRESERVED_CHARS = ALNUM + "-_.!~*'()"
-_USER_CHARS = char_table(_UNRESERVED_CHARS + "&=+$,;?/")
-_PARAM_CHARS = char_table(_UNRESERVED_CHARS + "[]/:&+$")
+_USER_CHARS: Final = char_table(_UNRESERVED_CHARS + "&=+$,;?/")
+_PARAM_CHARS: Final = char_table(_UNRESERVED_CHARS + "[]/:&+$")
 _TEL_VISUAL_RE = re.compile(r"[\-.()]")
 
 # RFC 3261 §19.1.4: these parameters must match when present in either URI.
@@ -194,8 +197,8 @@ def _parse_tel(rest: str, text: str) -> SipURI:
 # Parsed URIs repeat (our own Record-Route values, registered contacts, domains): successful
 # parses are kept in a bounded table. The objects handed out are shared, so callers treat a
 # parsed URI as read-only and ``copy()`` it before changing it.
-_URI_CACHE: dict[str, SipURI] = {}
-_URI_CACHE_MAX = 8192
+_URI_CACHE: Final[dict[str, SipURI]] = {}
+_URI_CACHE_MAX: Final = 8192
 
 
 def parse_uri(text: str) -> SipURI:
@@ -210,6 +213,42 @@ def parse_uri(text: str) -> SipURI:
             _URI_CACHE.clear()
         _URI_CACHE[text] = u
     return u
+
+
+def _scan_hostport(rest: str) -> int:
+    """Where the hostport at the start of ``rest`` ends, for the common forms only: a
+    hostname or IPv4 host (``[A-Za-z0-9_]``, then ``[A-Za-z0-9_.-]``, not ending in '-'),
+    then ``:digits`` or nothing, then the end or ';' or '?'. 0 for anything else (an IPv6
+    reference, a bad host, a ':' without digits...): ``_HOSTPORT_RE`` then decides, and gives
+    the errors. Where it gives an end, the regex matches the same host and port."""
+    table = _HOST_CHARS
+    n = len(rest)
+    i = 0
+    while i < n:
+        c = ord(rest[i])
+        if c > 127 or not table[c]:
+            break
+        i += 1
+    if i == 0:
+        return 0
+    c = ord(rest[0])
+    if c == 45 or c == 46 or ord(rest[i - 1]) == 45:  # '-' or '.' first, '-' last
+        return 0
+    if i < n and ord(rest[i]) == 58:  # ':'
+        j = i + 1
+        while j < n:
+            c = ord(rest[j])
+            if c < 48 or c > 57:
+                break
+            j += 1
+        if j == i + 1:
+            return 0
+        i = j
+    if i < n:
+        c = ord(rest[i])
+        if c != 59 and c != 63:  # ';' '?'
+            return 0
+    return i
 
 
 def _parse_uri(text: str) -> SipURI:
@@ -242,22 +281,31 @@ def _parse_uri(text: str) -> SipURI:
             password = pw
 
     # hostport
-    m = _HOSTPORT_RE.match(rest)
-    if m is None:
-        raise ValueError(f"bad host in URI {text[:60]!r}")
-    v6, host, digits = m.groups()
-    if v6 is not None:
-        try:
-            normalize_ipv6(v6)
-        except ValueError:
-            raise ValueError(f"bad IPv6 reference in URI {text[:60]!r}") from None
-        host = v6
+    hp_end = _scan_hostport(rest)
+    if hp_end > 0:  # a hostname or IPv4 host, with a port or not: read without the regex
+        pc = rest.find(":", 0, hp_end)
+        host = rest[:hp_end] if pc < 0 else rest[:pc]
+        digits: str | None = None if pc < 0 else rest[pc + 1 : hp_end]
+    else:
+        m = _HOSTPORT_RE.match(rest)
+        if m is None:
+            raise ValueError(f"bad host in URI {text[:60]!r}")
+        v6, name, digits = m.groups()  # one of v6 and name is None
+        if v6 is not None:
+            try:
+                normalize_ipv6(v6)
+            except ValueError:
+                raise ValueError(f"bad IPv6 reference in URI {text[:60]!r}") from None
+            host = v6
+        else:
+            host = name
+        hp_end = m.end()
     port: int | None = None
     if digits is not None:
         if len(digits) > 5 or int(digits) > 65535:
             raise ValueError(f"bad port in URI {text[:60]!r}")
         port = int(digits)
-    tail = rest[m.end() :]
+    tail = rest[hp_end:]
     if tail and tail[0] not in ";?":
         raise ValueError(f"bad URI {text[:60]!r}: unexpected {tail[:20]!r}")
 

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from .charset import ALNUM, char_table, chars_in
 from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list
@@ -49,9 +49,9 @@ __all__ = ["memo_key", "remember", "unsupported_proxy_require", "validate_reques
 # RFC 3261 §25.1: callid = word [ "@" word ]; word = 1*(alphanum / "-" / "." / "!" / "%" /
 # "*" / "_" / "+" / "`" / "'" / "~" / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" /
 # "]" / "?" / "{" / "}")
-_WORD_CHARS = char_table(ALNUM + "-.!%*_+`'~()<>:\\\"/[]?{}")
+_WORD_CHARS: Final = char_table(ALNUM + "-.!%*_+`'~()<>:\\\"/[]?{}")
 
-_SIP_SCHEMES = ("sip:", "sips:", "tel:")
+_SIP_SCHEMES: Final = ("sip:", "sips:", "tel:")
 
 
 def _bad(name: str) -> tuple[int, str]:
@@ -62,13 +62,13 @@ def _bad(name: str) -> tuple[int, str]:
 # bare ``sip:user@host;params``. A value that does not match is checked by the full parser, so
 # the fast path only ever accepts what the full parser accepts too (the URI inside is parsed).
 _T = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_FAST_NA_RE = re.compile(
+_FAST_NA_RE: Final = re.compile(
     rf'(?:"[^"\\\r\n]*"[ \t]*|{_T}(?:[ \t]+{_T})*[ \t]*)?<((?:sips?|tel):[^\s<>"]+)>'
     rf"((?:[ \t]*;[ \t]*{_T}(?:=[A-Za-z0-9\-.!%*_+`'~:\[\]@]+)?)*)[ \t]*"
 )
 _FAST_ITEM = r"<sips?:[^\s<>\",]+>(?:;[A-Za-z0-9\-.!%*_+`'~=]+)*"
-_FAST_LIST_RE = re.compile(rf"{_FAST_ITEM}(?:, ?{_FAST_ITEM})*")
-_ANGLE_RE = re.compile(r"<([^<>]+)>")
+_FAST_LIST_RE: Final = re.compile(rf"{_FAST_ITEM}(?:, ?{_FAST_ITEM})*")
+_ANGLE_RE: Final = re.compile(r"<([^<>]+)>")
 
 
 def _fast_uri_list(value: str) -> bool:
@@ -131,14 +131,14 @@ def _uri_list_ok(value: str) -> bool:
 # key. A key has "sip:@" at its first "sip:" exactly when a user run was taken out, and "tag="
 # exactly when a tag run was (a marker followed by no run gives no key at all): two values with
 # one key differ only in those runs.
-_MEMO_MAX_ENTRIES = 4096
-_MEMO_MAX_LEN = 256
-_name_addr_memo: dict[str, bool] = {}
-_uri_list_memo: dict[str, bool] = {}
-_cseq_memo: dict[str, bool] = {}
-_contact_memo: dict[str, bool] = {}  # keys of single Contact values the fast path accepted
+_MEMO_MAX_ENTRIES: Final = 4096
+_MEMO_MAX_LEN: Final = 256
+_name_addr_memo: Final[dict[str, bool]] = {}
+_uri_list_memo: Final[dict[str, bool]] = {}
+_cseq_memo: Final[dict[str, bool]] = {}
+_contact_memo: Final[dict[str, bool]] = {}  # keys of single Contact values the fast path accepted
 
-_RUN_RE = re.compile(r"[A-Za-z0-9._-]*")
+_RUN_RE: Final = re.compile(r"[A-Za-z0-9._-]*")
 
 
 def _cut_run(value: str, marker: str, need_at: bool) -> str | None:
@@ -163,13 +163,15 @@ def _memo_key_py(value: str) -> str | None:
     return None if mid is None else _cut_run(mid, "tag=", False)
 
 
-_memo_key: Callable[[str], str | None] = _memo_key_py
-try:
-    from . import _scan
+def _load_memo_key() -> Callable[[str], str | None]:
+    try:
+        from . import _scan
+    except ImportError:
+        return _memo_key_py
+    return _scan.memo_key
 
-    _memo_key = _scan.memo_key
-except ImportError:
-    pass
+
+_memo_key: Final = _load_memo_key()
 
 
 def memo_key(value: str) -> str | None:

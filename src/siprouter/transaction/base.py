@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..sip.message import SipMessage
@@ -32,15 +32,15 @@ __all__ = ["Effect", "State", "Transaction", "compile_table"]
 # An effect is a plain tuple whose first item names it; see ``transaction/layer.py``.
 Effect: TypeAlias = tuple[Any, ...]
 
-EV_1XX = "1xx"
-EV_2XX = "2xx"
-EV_ERR = "3xx-6xx"
-EV_TU_1XX = "tu_1xx"
-EV_TU_2XX = "tu_2xx"
-EV_TU_ERR = "tu_3xx-6xx"
-EV_REQUEST = "request"
-EV_ACK = "ack"
-EV_TRANSPORT_ERROR = "transport_error"
+EV_1XX: Final = "1xx"
+EV_2XX: Final = "2xx"
+EV_ERR: Final = "3xx-6xx"
+EV_TU_1XX: Final = "tu_1xx"
+EV_TU_2XX: Final = "tu_2xx"
+EV_TU_ERR: Final = "tu_3xx-6xx"
+EV_REQUEST: Final = "request"
+EV_ACK: Final = "ack"
+EV_TRANSPORT_ERROR: Final = "transport_error"
 
 
 class State(Enum):
@@ -55,8 +55,8 @@ class State(Enum):
     TERMINATED = "Terminated"
 
 
-_TERMINATED = State.TERMINATED
-_FINISHED: dict[str, Any] = {}  # the row of a finished transaction: no event applies
+_TERMINATED: Final = State.TERMINATED
+_FINISHED: Final[dict[str, Any]] = {}  # the row of a finished transaction: no event applies
 
 Action: TypeAlias = "Callable[[Any, float, Any, list[Effect]], None]"
 Row: TypeAlias = "dict[str, tuple[State, Action | None, Row]]"

@@ -41,7 +41,7 @@ Non-INVITE client transaction (RFC 3261 §17.1.2, figure 6):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..sip.message import SipMessage, parse_message
 from .base import (
@@ -61,12 +61,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ClientTxn"]
 
-CALLING = State.CALLING
-TRYING = State.TRYING
-PROCEEDING = State.PROCEEDING
-COMPLETED = State.COMPLETED
-ACCEPTED = State.ACCEPTED
-TERMINATED = State.TERMINATED
+CALLING: Final = State.CALLING
+TRYING: Final = State.TRYING
+PROCEEDING: Final = State.PROCEEDING
+COMPLETED: Final = State.COMPLETED
+ACCEPTED: Final = State.ACCEPTED
+TERMINATED: Final = State.TERMINATED
 
 # INVITE client transaction: RFC 3261 figure 5 as amended by RFC 6026 figure 5 (+ Timer C).
 INVITE_CLIENT_TABLE: Table = {
@@ -317,5 +317,5 @@ class ClientTxn(Transaction):
         self._arm("K", 0.0 if self.reliable else self._layer.settings.t4, now, out)
 
 
-_INVITE_ROWS = compile_table(ClientTxn, INVITE_CLIENT_TABLE)
-_NON_INVITE_ROWS = compile_table(ClientTxn, NON_INVITE_CLIENT_TABLE)
+_INVITE_ROWS: Final = compile_table(ClientTxn, INVITE_CLIENT_TABLE)
+_NON_INVITE_ROWS: Final = compile_table(ClientTxn, NON_INVITE_CLIENT_TABLE)

@@ -96,7 +96,7 @@ whose Via / CSeq cannot be parsed matches nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from ..sip.message import SipMessage, parse_message
 from .base import Effect, State, Transaction
@@ -115,7 +115,7 @@ __all__ = [
     "TransactionLayer",
 ]
 
-MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with it
+MAGIC_COOKIE: Final = "z9hG4bK"  # RFC 3261 §8.1.1.7: branches of RFC 3261 elements start with it
 
 _DEFAULT_SETTINGS = TimerSettings()
 

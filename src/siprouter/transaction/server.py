@@ -34,7 +34,7 @@ Non-INVITE server transaction (RFC 3261 §17.2.2, figure 8; RFC 4320):
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ..sip.message import SipMessage, parse_message
 from .base import (
@@ -56,12 +56,12 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ServerTxn"]
 
-TRYING = State.TRYING
-PROCEEDING = State.PROCEEDING
-COMPLETED = State.COMPLETED
-CONFIRMED = State.CONFIRMED
-ACCEPTED = State.ACCEPTED
-TERMINATED = State.TERMINATED
+TRYING: Final = State.TRYING
+PROCEEDING: Final = State.PROCEEDING
+COMPLETED: Final = State.COMPLETED
+CONFIRMED: Final = State.CONFIRMED
+ACCEPTED: Final = State.ACCEPTED
+TERMINATED: Final = State.TERMINATED
 
 # INVITE server transaction: RFC 3261 figure 7 as amended by RFC 6026 figure 7.
 INVITE_SERVER_TABLE: Table = {
@@ -228,5 +228,5 @@ class ServerTxn(Transaction):
         self._arm("J", 0.0 if self.reliable else self._layer.settings.timeout, now, out)
 
 
-_INVITE_ROWS = compile_table(ServerTxn, INVITE_SERVER_TABLE)
-_NON_INVITE_ROWS = compile_table(ServerTxn, NON_INVITE_SERVER_TABLE)
+_INVITE_ROWS: Final = compile_table(ServerTxn, INVITE_SERVER_TABLE)
+_NON_INVITE_ROWS: Final = compile_table(ServerTxn, NON_INVITE_SERVER_TABLE)

@@ -33,9 +33,9 @@ would cost a log(n) climb per timer and keep a stopped timer's transaction until
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass
-from heapq import heappop, heappush
 from typing import TYPE_CHECKING, Final, cast
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -80,6 +80,11 @@ class TimerSettings:
 
 
 # The wheel's slot width, also the grid of Core's loop timer wake-ups (runtime.core.TIMER_GRID).
+# heapq's functions as C statics of the compiled module (an imported name is a dict lookup
+# per call)
+heappush: Final = heapq.heappush
+heappop: Final = heapq.heappop
+
 RESOLUTION: Final = 0.01
 _PER_SECOND: Final = 1.0 / RESOLUTION
 # a handle is slot * _SPAN + (sequence number mod _SPAN): it names its slot, so removing an entry

@@ -50,7 +50,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import cast
+from typing import Final, cast
 
 from ..sip.framing import StreamFramer
 from ..sip.message import ParseError
@@ -65,8 +65,8 @@ OnMessage = Callable[[bytes, Endpoint, Listener], None]
 OnError = Callable[[Exception], None]
 
 # Datagrams shorter than this that hold only these bytes are NAT keep-alives, not SIP.
-_KEEPALIVE_MAX = 32
-_KEEPALIVE_BYTES = b"\r\n\x00 \t"
+_KEEPALIVE_MAX: Final = 32
+_KEEPALIVE_BYTES: Final = b"\r\n\x00 \t"
 
 
 def _family_of(host: str) -> socket.AddressFamily:
@@ -85,27 +85,40 @@ def _report(cb: OnError | None, exc: Exception, what: str) -> None:
 
 
 # UDP receive buffer asked for on every UDP listener (Kamailio probes up to its "maxbuffer")
-_UDP_RCVBUF = 4 * 1024 * 1024
+_UDP_RCVBUF: Final = 4 * 1024 * 1024
 
 # The UDP system calls in C (siprouter/transport/_udpio.c), built with the compiled hot path.
-_udp_recv: Callable[
+_UdpRecv = Callable[
     [int, Callable[[bytes, Endpoint], None], Callable[[str, int], Endpoint],
      dict[object, Endpoint]],
     int,
-] | None
-_udp_send: Callable[[int, bytes, str, int], int] | None
-try:
-    from . import _udpio
+]
+_UdpSend = Callable[[int, bytes, str, int], int]
 
-    _udp_recv = _udpio.recv
-    _udp_send = _udpio.send
-except ImportError:
-    _udp_recv = None
-    _udp_send = None
+
+def _load_udp_recv() -> _UdpRecv | None:
+    try:
+        from . import _udpio
+    except ImportError:
+        return None
+    return _udpio.recv
+
+
+def _load_udp_send() -> _UdpSend | None:
+    try:
+        from . import _udpio
+    except ImportError:
+        return None
+    return _udpio.send
+
+
+# (Final module names are C statics in the compiled module, not a dict lookup per use.)
+_udp_recv: Final = _load_udp_recv()
+_udp_send: Final = _load_udp_send()
 
 # sends that found no room in the kernel wait for the socket to become writable, up to this many
-_UDP_QUEUE_MAX = 10_000
-_UDP_NO_ROOM = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
+_UDP_QUEUE_MAX: Final = 10_000
+_UDP_NO_ROOM: Final = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
 
 
 def _udp_endpoint(host: str, port: int) -> Endpoint:
