@@ -172,3 +172,66 @@ def test_mark_sent_uses_the_bytes_given() -> None:
     data = m.to_bytes()
     m.mark_sent(data)
     assert m.raw is data and m.to_bytes() is data and m.get("max-forwards") == "5"
+
+
+RESP = (
+    "SIP/2.0 180 Ringing\r\n"
+    "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy\r\n"
+    "v: SIP/2.0/UDP 10.0.0.2:5070;branch=z9hG4bKuac;received=10.0.0.2\r\n"
+    "From: <sip:a@x>;tag=1\r\nTo: <sip:b@y>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n"
+    "Content-Length: 4\r\n\r\nbody"
+)
+
+
+def _rebuilt(data: bytes) -> bytes:
+    """What to_bytes() gives for the message after popping its top Via, written out in full
+    (an extra edit and its undo force the full serialization)."""
+    m = parse_message(data)
+    m.remove_first_value("via")
+    m.add("X-Force", "1")
+    m.remove_first_value("x-force")
+    return m.to_bytes()
+
+
+@pytest.mark.parametrize("data", [
+    RESP.encode(),
+    RESP.encode() + b"trailing bytes beyond Content-Length",
+    RESP.replace("\r\n", "\n").encode(),  # bare LF: no cut, the full serialization
+    RESP.replace("branch=z9hG4bKproxy", "branch=z9hG4bKproxy\r\n ;x=folded").encode(),
+    RESP.replace("Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy\r\n",
+                 "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy, SIP/2.0/TCP h\r\n"
+                 ).encode(),  # two values on the line: only the first goes
+    # the same line in the body stays there
+    RESP.replace("Content-Length: 4\r\n\r\nbody",
+                 "Content-Length: 52\r\n\r\n"
+                 "\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy\r\n").encode(),
+])
+def test_popping_the_top_via_cuts_it_out_of_the_raw_bytes(data: bytes) -> None:
+    m = parse_message(data)
+    popped = m.remove_first_value("via")
+    assert popped is not None and popped.startswith("SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy")
+    # the first value of a line went and nothing else was edited: the splice is remembered
+    # (not for bare-LF line ends: offsets in the bytes are known for CRLF only)
+    assert (m._cut is not None) == (b"\r\n" in data)
+    out = m.to_bytes()
+    assert out == _rebuilt(data)
+    again = parse_message(out)
+    assert not (again.get("via") or "").startswith("SIP/2.0/UDP 10.0.0.1:5060")
+    assert again.body == m.body
+    assert b"trailing" not in out
+
+
+def test_an_edit_before_or_after_the_pop_is_written_too() -> None:
+    after = parse_message(RESP.encode())
+    after.remove_first_value("via")
+    after.add("X-After", "1")
+    assert parse_message(after.to_bytes()).get("x-after") == "1"
+    before = parse_message(RESP.encode())
+    before.add("X-Before", "1")
+    before.remove_first_value("via")
+    out = parse_message(before.to_bytes())
+    assert out.get("x-before") == "1" and "10.0.0.1" not in out.get_all("via")[0]
+    body = parse_message(RESP.encode())
+    body.remove_first_value("via")
+    body.body = b"new!"
+    assert parse_message(body.to_bytes()).body == b"new!"

@@ -185,8 +185,13 @@ class SipMessage:
         "_body",
         "_body_edited",
         "_cseq",
+        "_body_at",
+        "_cut",
+        "_cut_at",
+        "_hdr_at",
         "_edited",
         "_first",
+        "_put",
         "_ftag",
         "_hl",
         "_reason",
@@ -226,6 +231,16 @@ class SipMessage:
         self._body = b""
         self._edited = False
         self._body_edited = False
+        # the one edit since parsing, when it is the removal of the first value of a header
+        # line (the proxy popping its own Via off a response): the line as received, and the
+        # line that replaces it (None: the line went). to_bytes() then splices ``raw`` instead
+        # of writing every line again
+        self._cut: str | None = None
+        self._put: str | None = None
+        self._cut_at = -1  # where the line ``_cut`` starts in ``raw``
+        # where the first header line and the body start in ``raw`` (-1: not known)
+        self._hdr_at = -1
+        self._body_at = -1
         self._via1: Via | None = None
         self._vias: list[Via] | None = None
         self._cseq: tuple[int, str] | None = None
@@ -264,6 +279,8 @@ class SipMessage:
         self.raw = data
         self._edited = False
         self._body_edited = False
+        self._cut = None
+        self._hdr_at = self._body_at = -1
         self._hl = None
         self._via1 = None
         self._vias = None
@@ -283,6 +300,7 @@ class SipMessage:
         self._ruri = _to_wire(value)
         self._first = ""
         self._edited = True
+        self._cut = None
 
     @property
     def reason(self) -> str:
@@ -303,6 +321,7 @@ class SipMessage:
         self._body = bytes(value)
         self._body_edited = True
         self._edited = True
+        self._cut = None
         self.set("Content-Length", str(len(self._body)))
 
     # -- header access ----------------------------------------------------------------------------
@@ -369,6 +388,7 @@ class SipMessage:
 
     def _invalidate(self, c: str) -> None:
         self._edited = True
+        self._cut = None
         if c == "via":
             self._via1 = None
             self._vias = None
@@ -447,13 +467,26 @@ class SipMessage:
                 v = h[1]
                 assert v is not None
                 cut = cut_first_item(v)
-                if cut is not None and cut[1] and "," not in cut[1]:
-                    # two items (a response's Via: ours and the next): what the general case
-                    # below gives, without splitting and joining
-                    h[1] = cut[1]
-                    h[2] = None
-                    self._invalidate(c)
-                    return _from_wire(cut[0])
+                if cut is not None:
+                    # one item, or two (a response's Via: ours and the next): what the general
+                    # case below gives, without splitting and joining
+                    if not cut[1]:
+                        line = None if self._edited else h[2]
+                        at = self._line_at(i) if line is not None else -1
+                        del hdrs[i]
+                        self._invalidate(c)
+                        if at >= 0:
+                            self._cut, self._cut_at, self._put = line, at, None
+                        return _from_wire(cut[0])
+                    if "," not in cut[1]:
+                        line = None if self._edited else h[2]
+                        at = self._line_at(i) if line is not None else -1
+                        h[1] = cut[1]
+                        h[2] = None
+                        self._invalidate(c)
+                        if at >= 0:
+                            self._cut, self._cut_at, self._put = line, at, _written_line(h)
+                        return _from_wire(cut[0])
                 parts = split_commas(v)
                 if len(parts) <= 1:
                     del hdrs[i]
@@ -609,6 +642,11 @@ class SipMessage:
     def to_bytes(self) -> bytes:
         if not self._edited:
             return self.raw
+        cut = self._cut
+        if cut is not None:
+            data = self._raw_spliced(cut)
+            if data is not None:
+                return data
         first = self._first
         if not first:
             if self.is_request:
@@ -619,15 +657,42 @@ class SipMessage:
         parts = [first]
         for h in self._hdrs:
             line = h[2]  # the line as received, without its line end; None once edited
-            if line is None:
-                written = h[3]
-                parts.append(
-                    f"{written or _DISPLAY.get(h[0]) or display_name(h[0])}: {h[1]}"  # type: ignore[arg-type]
-                )
-            else:
-                parts.append(line)
+            parts.append(_written_line(h) if line is None else line)
         parts.append("\r\n")
         return "\r\n".join(parts).encode("latin-1") + self._body
+
+    def _line_at(self, i: int) -> int:
+        """Where header entry ``i`` starts in ``raw`` while no entry is edited (every line as
+        received, each ended by CRLF), or -1 when that is not known."""
+        at = self._hdr_at
+        if at < 0:
+            return -1
+        hdrs = self._hdrs
+        for j in range(i):
+            line = hdrs[j][2]
+            if line is None:
+                return -1
+            at += len(line) + 2
+        return at
+
+    def _raw_spliced(self, line: str) -> bytes | None:
+        """``raw`` with the header line ``line`` at ``_cut_at`` replaced by ``_put`` or left
+        out, up to the body, then the body (bytes beyond it are dropped, as the full
+        serialization drops them); None when ``raw`` does not hold the line there (a line
+        ended by a bare LF before it, say)."""
+        at = self._cut_at
+        body_at = self._body_at
+        if at < 0 or body_at < 0:
+            return None
+        raw = self.raw
+        old = line.encode("latin-1")
+        end = at + len(old)
+        if raw[at:end] != old or raw[end : end + 2] != b"\r\n":
+            return None
+        put = self._put
+        if put is None:
+            return raw[:at] + raw[end + 2 : body_at] + self._body
+        return raw[:at] + put.encode("latin-1") + raw[end:body_at] + self._body
 
     def copy(self) -> SipMessage:
         """An independent copy (edits on it do not touch this message)."""
@@ -645,6 +710,11 @@ class SipMessage:
         m._body = self._body
         m._edited = self._edited
         m._body_edited = self._body_edited
+        m._cut = self._cut
+        m._put = self._put
+        m._cut_at = self._cut_at
+        m._hdr_at = self._hdr_at
+        m._body_at = self._body_at
         m._via1 = self._via1
         m._vias = None
         m._cseq = self._cseq
@@ -656,6 +726,13 @@ class SipMessage:
         if self.is_request:
             return f"<SipMessage {self.method} {self.ruri} call-id={self.call_id!r}>"
         return f"<SipMessage {self.status} {self.reason} call-id={self.call_id!r}>"
+
+
+def _written_line(h: list[str | None]) -> str:
+    """The header line of an edited entry, as to_bytes() writes it."""
+    c = h[0]
+    assert c is not None
+    return f"{h[3] or _DISPLAY.get(c) or display_name(c)}: {h[1]}"
 
 
 def _value_end(text: str, k: int) -> int:
@@ -841,6 +918,9 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     block = head[fl_end + 1 :]
     hdrs = msg._hdrs = _index_block(block)
     msg._ascii = block.isascii()
+    if head_end == end + 2:  # CRLF CRLF ends the header section: offsets in raw
+        msg._hdr_at = fl_end + 1
+        msg._body_at = body_start - start
 
     # Content-Length and body
     cl_values = [h[1] for h in hdrs if h[0] == "content-length"]

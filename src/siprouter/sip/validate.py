@@ -222,14 +222,21 @@ def _cseq_ok(value: str) -> bool:
     return True
 
 
+# the uncached checks as C statics of the compiled module (a function named as a value is a
+# globals lookup each time)
+_NAME_ADDR_CHECK: Final = _check_name_addr_uncached
+_URI_LIST_CHECK: Final = _uri_list_ok
+_CSEQ_CHECK: Final = _cseq_ok
+
+
 def _check_name_addr(value: str) -> bool:
     """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
-    return _verdict(_name_addr_memo, _memo_key(value), value, _check_name_addr_uncached)
+    return _verdict(_name_addr_memo, _memo_key(value), value, _NAME_ADDR_CHECK)
 
 
 def _check_uri_list(value: str) -> bool:
     """A Route/Record-Route value: a list of name-addrs."""
-    return _verdict(_uri_list_memo, _memo_key(value), value, _uri_list_ok)
+    return _verdict(_uri_list_memo, _memo_key(value), value, _URI_LIST_CHECK)
 
 
 def _contact_fast_ok(value: str) -> bool:
@@ -246,7 +253,7 @@ def _contact_fast_ok(value: str) -> bool:
 
 
 def _check_cseq(value: str) -> bool:
-    return _verdict(_cseq_memo, value, value, _cseq_ok)
+    return _verdict(_cseq_memo, value, value, _CSEQ_CHECK)
 
 
 class _Seen:

@@ -124,6 +124,9 @@ _UDP_NO_ROOM: Final = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
 def _udp_endpoint(host: str, port: int) -> Endpoint:
     return endpoint("udp", host, port)
 
+
+_UDP_ENDPOINT: Final = _udp_endpoint  # a C static (a function named as a value is a lookup)
+
 class _UdpProtocol(asyncio.DatagramProtocol):
     __slots__ = ("_listener", "_max", "_mgr", "_on_message", "_transport")
 
@@ -203,7 +206,7 @@ class _UdpSocket:
     def _readable(self) -> None:
         assert _udp_recv is not None
         try:
-            _udp_recv(self._fd, self._proto.datagram, _udp_endpoint, self._cache)
+            _udp_recv(self._fd, self._proto.datagram, _UDP_ENDPOINT, self._cache)
         except OSError as exc:
             self._proto.error_received(exc)
 
