@@ -487,3 +487,28 @@ def test_parse_uri_hostport_forms(text: str) -> None:
     assert m is not None
     host = m.group(1) if m.group(1) is not None else m.group(2)
     assert (got.host, got.port) == (host, None if m.group(3) is None else int(m.group(3)))
+
+
+@SETTINGS
+@given(st.text(alphabet="0123456789", min_size=1, max_size=18))
+def test_digits_value_is_int(text: str) -> None:
+    from siprouter.sip.message import _digits_value
+
+    assert _digits_value(text) == int(text)
+
+
+@pytest.mark.parametrize("data", [
+    b"SIP/2.0 \xb2\xb2\xb2 Odd\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n",
+])
+def test_non_ascii_digits_in_a_status_code_are_a_parse_error(data: bytes) -> None:
+    with pytest.raises(ParseError):
+        parse_message(data)
+
+
+def test_non_ascii_digits_in_cseq_are_invalid() -> None:
+    msg = parse_message(
+        "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n"
+        "CSeq: \u00b2 OPTIONS\r\nContent-Length: 0\r\n\r\n".encode("utf-8")
+    )
+    with pytest.raises(ValueError):
+        _ = msg.cseq_num
