@@ -25,6 +25,7 @@ import re
 from collections.abc import Callable
 from typing import Final, Literal
 
+from ..native import native
 from .charset import ALNUM, char_table, chars_in
 from .uri import normalize_ipv6
 
@@ -32,15 +33,7 @@ from .uri import normalize_ipv6
 _ViaParm = Callable[[str], tuple[str, str, int | None, dict[str, str | None]] | None]
 
 
-def _load_via_parm() -> _ViaParm | None:
-    try:
-        from . import _scan
-    except ImportError:
-        return None
-    return _scan.via_parm
-
-
-_c_via_parm: Final = _load_via_parm()
+_c_via_parm: Final[_ViaParm | None] = native("siprouter.sip._scan", "via_parm")
 
 __all__ = [
     "NameAddr",

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
+from ..native import native
 from .headers import (
     Via,
     cut_first_item,
@@ -41,19 +42,8 @@ from .headers import (
 
 # The header-line index in C (siprouter/sip/_scan.c), built with the compiled hot path; a pure
 # Python install does the same work in _fast_headers.
-# (Final module names are C statics in the compiled module, not a dict lookup per use.)
 _IndexHeaders = Callable[[str, dict[str, tuple[str, str]]], list[list[str | None]] | None]
-
-
-def _load_index_headers() -> _IndexHeaders | None:
-    try:
-        from . import _scan
-    except ImportError:
-        return None
-    return _scan.index_headers
-
-
-_c_index_headers: Final = _load_index_headers()
+_c_index_headers: Final[_IndexHeaders | None] = native("siprouter.sip._scan", "index_headers")
 
 __all__ = [
     "COMPACT_FORMS",
@@ -467,26 +457,22 @@ class SipMessage:
                 v = h[1]
                 assert v is not None
                 cut = cut_first_item(v)
-                if cut is not None:
+                if cut is not None and "," not in cut[1]:
                     # one item, or two (a response's Via: ours and the next): what the general
                     # case below gives, without splitting and joining
-                    if not cut[1]:
-                        line = None if self._edited else h[2]
-                        at = self._line_at(i) if line is not None else -1
-                        del hdrs[i]
-                        self._invalidate(c)
-                        if at >= 0:
-                            self._cut, self._cut_at, self._put = line, at, None
-                        return _from_wire(cut[0])
-                    if "," not in cut[1]:
-                        line = None if self._edited else h[2]
-                        at = self._line_at(i) if line is not None else -1
-                        h[1] = cut[1]
+                    line = None if self._edited else h[2]
+                    at = self._line_at(i) if line is not None else -1
+                    rest = cut[1]
+                    if rest:
+                        h[1] = rest
                         h[2] = None
-                        self._invalidate(c)
-                        if at >= 0:
-                            self._cut, self._cut_at, self._put = line, at, _written_line(h)
-                        return _from_wire(cut[0])
+                    else:
+                        del hdrs[i]
+                    self._invalidate(c)
+                    if at >= 0:
+                        self._cut, self._cut_at = line, at
+                        self._put = _written_line(h) if rest else None
+                    return _from_wire(cut[0])
                 parts = split_commas(v)
                 if len(parts) <= 1:
                     del hdrs[i]

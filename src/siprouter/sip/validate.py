@@ -35,6 +35,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, TypeVar
 
+from ..native import native
 from .charset import ALNUM, char_table, chars_in
 from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list
 from .message import _from_wire
@@ -163,15 +164,9 @@ def _memo_key_py(value: str) -> str | None:
     return None if mid is None else _cut_run(mid, "tag=", False)
 
 
-def _load_memo_key() -> Callable[[str], str | None]:
-    try:
-        from . import _scan
-    except ImportError:
-        return _memo_key_py
-    return _scan.memo_key
-
-
-_memo_key: Final = _load_memo_key()
+_memo_key: Final[Callable[[str], str | None]] = (
+    native("siprouter.sip._scan", "memo_key") or _memo_key_py
+)
 
 
 def memo_key(value: str) -> str | None:

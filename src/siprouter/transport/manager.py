@@ -52,6 +52,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, cast
 
+from ..native import native
 from ..sip.framing import StreamFramer
 from ..sip.message import ParseError
 from ..sip.types import Endpoint, endpoint
@@ -96,25 +97,8 @@ _UdpRecv = Callable[
 _UdpSend = Callable[[int, bytes, str, int], int]
 
 
-def _load_udp_recv() -> _UdpRecv | None:
-    try:
-        from . import _udpio
-    except ImportError:
-        return None
-    return _udpio.recv
-
-
-def _load_udp_send() -> _UdpSend | None:
-    try:
-        from . import _udpio
-    except ImportError:
-        return None
-    return _udpio.send
-
-
-# (Final module names are C statics in the compiled module, not a dict lookup per use.)
-_udp_recv: Final = _load_udp_recv()
-_udp_send: Final = _load_udp_send()
+_udp_recv: Final[_UdpRecv | None] = native("siprouter.transport._udpio", "recv")
+_udp_send: Final[_UdpSend | None] = native("siprouter.transport._udpio", "send")
 
 # sends that found no room in the kernel wait for the socket to become writable, up to this many
 _UDP_QUEUE_MAX: Final = 10_000
@@ -219,13 +203,12 @@ class _UdpSocket:
 
     def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
         host, port = addr
-        if self._queue:
-            self._enqueue(data, host, port)
-            return
-        self._send(data, host, port)
+        if self._queue or not self._send(data, host, port):
+            self._enqueue(data, host, port)  # behind the queued ones, or no room in the kernel
 
     def _send(self, data: bytes, host: str, port: int) -> bool:
-        """One datagram to the kernel; False when it had no room (the caller queues it)."""
+        """One datagram to the kernel; False when it had no room (the caller queues it). Any
+        other failure goes to the protocol's error_received."""
         assert _udp_send is not None
         rc = _udp_send(self._fd, data, host, port)
         if rc == 0:
@@ -234,13 +217,11 @@ class _UdpSocket:
             try:
                 self._sock.sendto(data, (host, port))
             except (BlockingIOError, InterruptedError):
-                self._enqueue(data, host, port)
                 return False
             except OSError as exc:
                 self._proto.error_received(exc)
             return True
         if rc in _UDP_NO_ROOM:
-            self._enqueue(data, host, port)
             return False
         self._proto.error_received(OSError(rc, f"sendto {host}:{port}: {os.strerror(rc)}"))
         return True
@@ -258,27 +239,11 @@ class _UdpSocket:
     def _writable(self) -> None:
         queue = self._queue
         while queue:
-            data, host, port = queue.popleft()
-            if not self._send_queued(data, host, port):
-                queue.appendleft((data, host, port))
-                return
+            data, host, port = queue[0]
+            if not self._send(data, host, port):
+                return  # still no room: wait for the next writable event
+            queue.popleft()
         self._loop.remove_writer(self._fd)
-
-    def _send_queued(self, data: bytes, host: str, port: int) -> bool:
-        assert _udp_send is not None
-        rc = _udp_send(self._fd, data, host, port)
-        if rc in _UDP_NO_ROOM:
-            return False
-        if rc == -1:
-            try:
-                self._sock.sendto(data, (host, port))
-            except (BlockingIOError, InterruptedError):
-                return False
-            except OSError as exc:
-                self._proto.error_received(exc)
-        elif rc != 0:
-            self._proto.error_received(OSError(rc, f"sendto {host}:{port}: {os.strerror(rc)}"))
-        return True
 
     def close(self) -> None:
         if self._fd < 0:
