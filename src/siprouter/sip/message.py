@@ -650,17 +650,24 @@ class SipMessage:
 
     def _line_at(self, i: int) -> int:
         """Where header entry ``i`` starts in ``raw`` while no entry is edited (every line as
-        received, each ended by CRLF), or -1 when that is not known."""
+        received), or -1 when that is not known or some line is not ended by CRLF (a splice
+        copies the other lines as they are, where the full serialization ends each by CRLF)."""
         at = self._hdr_at
         if at < 0:
             return -1
-        hdrs = self._hdrs
-        for j in range(i):
-            line = hdrs[j][2]
+        pos = -1
+        j = 0
+        for h in self._hdrs:
+            line = h[2]
             if line is None:
                 return -1
+            if j == i:
+                pos = at
             at += len(line) + 2
-        return at
+            j += 1
+        # each line end is one or two bytes: the lengths add up to the header block (which
+        # ends two bytes before the body) exactly when every line ends with CRLF
+        return pos if at == self._body_at - 2 else -1
 
     def _raw_spliced(self, line: str) -> bytes | None:
         """``raw`` with the header line ``line`` at ``_cut_at`` replaced by ``_put`` or left
@@ -897,16 +904,19 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         start += 1
     if start >= n:
         raise ParseError(0, "keep-alive only")
-    end = data.find(b"\r\n\r\n", start)
+    # one code point per byte, so offsets in ``text`` are offsets in ``data`` (str.find is a
+    # native call in the compiled build, bytes.find a generic method call)
+    text = data.decode("latin-1")
+    end = text.find("\r\n\r\n", start)
     if end >= 0:
         head_end, body_start = end + 2, end + 4
     else:
-        end = data.find(b"\n\n", start)
+        end = text.find("\n\n", start)
         if end < 0:
             raise ParseError(400, "no end of header section")
         head_end, body_start = end + 1, end + 2
     # the header section, each line with its own line end
-    head = data[start:head_end].decode("latin-1")
+    head = text[start:head_end]
     msg = SipMessage()
     fl_end = head.find("\n")
     first = head[:fl_end].removesuffix("\r")
