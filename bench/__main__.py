@@ -14,6 +14,7 @@ import sys
 import time
 
 from bench import memory
+from bench.cgroups import CgroupError, find_controller, quota_us
 from bench.harness import SERVER_KINDS, ensure_installed, kamailio_missing
 from bench.suite import DEFAULT_LADDER, SCENARIOS, Settings, run_suite, table, to_json
 
@@ -73,6 +74,19 @@ def main_calls(argv: list[str]) -> int:
         action="store_true",
         help="tiny run: 20 calls at 20/s, one ladder step, no warm-up",
     )
+    p.add_argument(
+        "--cpu-cap",
+        type=float,
+        metavar="SHARE",
+        help="put each server process in a cgroup of its own capped at SHARE of one core "
+        "(e.g. 0.25), so that the server and not the machine limits the ladder (root)",
+    )
+    p.add_argument(
+        "--per-call-sockets",
+        action="store_true",
+        help="SIPp's caller sends each call from its own socket (sipp -t un: many source "
+        "ports, as from many phones) instead of one",
+    )
     p.add_argument("--no-install", action="store_true", help="do not apt-get missing packages")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
@@ -85,6 +99,16 @@ def main_calls(argv: list[str]) -> int:
             p.error(f"unknown scenario {s!r}")
     if a.workers < 1 or a.rounds < 1:
         p.error("--workers and --rounds must be >= 1")
+    if a.cpu_cap is not None:
+        try:
+            quota_us(a.cpu_cap)
+        except ValueError as exc:
+            p.error(f"--cpu-cap: {exc}")
+        try:
+            find_controller()
+        except CgroupError as exc:
+            print(f"--cpu-cap: {exc}", file=sys.stderr)
+            return 1
 
     log: list[str] = []
     if not a.no_install:
@@ -107,7 +131,7 @@ def main_calls(argv: list[str]) -> int:
         servers=a.servers, scenarios=a.scenarios, workers=a.workers, rate=a.rate,
         duration=a.duration, ladder=sorted(a.ladder), step_seconds=a.step_seconds,
         warmup_calls=a.warmup, rounds=a.rounds,
-        keep=a.keep,
+        keep=a.keep, cpu_cap=a.cpu_cap, per_call_sockets=a.per_call_sockets,
     )  # fmt: skip
     if a.smoke:
         st.rate, st.duration, st.ladder, st.step_seconds, st.warmup_calls = (
@@ -122,8 +146,11 @@ def main_calls(argv: list[str]) -> int:
           f"python -m bench {' '.join(argv)}")  # fmt: skip
     results = run_suite(st, lambda line: print(line, flush=True))
     print()
+    cap = f"; each server process capped at {st.cpu_cap:g} of a core" if st.cpu_cap else ""
+    sockets = "; SIPp caller: one socket per call" if st.per_call_sockets else ""
+    took = time.monotonic() - started
     print(f"workers = children = {st.workers}; fixed-rate run {st.duration:g} s; ladder steps "
-          f"{st.step_seconds:g} s; {time.monotonic() - started:.0f} s in all\n")  # fmt: skip
+          f"{st.step_seconds:g} s{cap}{sockets}; {took:.0f} s in all\n")  # fmt: skip
     print(table(results, st.servers, st.rate))
     problems = [r for r in results if r.errors]
     for r in problems:

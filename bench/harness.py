@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .cgroups import CgroupError, CpuCaps
+
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 SCENARIOS = BENCH_DIR / "scenarios"
@@ -153,11 +155,10 @@ def udp_transaction(
 # CPU accounting
 
 
-def group_cpu(pgid: int) -> tuple[int, int]:
-    """(utime + stime in clock ticks, process count) summed over every live process whose
-    process group is ``pgid`` (/proc/<pid>/stat fields 14, 15 and 5)."""
-    ticks = 0
-    count = 0
+def group_members(pgid: int) -> dict[int, int]:
+    """{pid: utime + stime in clock ticks} of every live process whose process group is
+    ``pgid`` (/proc/<pid>/stat fields 14, 15 and 5)."""
+    members: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -169,9 +170,14 @@ def group_cpu(pgid: int) -> tuple[int, int]:
         rest = stat[stat.rfind(b")") + 2 :].split()
         # rest[0] = state (field 3), rest[2] = pgrp (5), rest[11] = utime (14), rest[12] = stime
         if len(rest) > 12 and int(rest[2]) == pgid:
-            ticks += int(rest[11]) + int(rest[12])
-            count += 1
-    return ticks, count
+            members[int(entry.name)] = int(rest[11]) + int(rest[12])
+    return members
+
+
+def group_cpu(pgid: int) -> tuple[int, int]:
+    """(utime + stime in clock ticks, process count) summed over the process group ``pgid``."""
+    members = group_members(pgid)
+    return sum(members.values()), len(members)
 
 
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> int | None:
@@ -210,7 +216,8 @@ class Server:
 
     kind: str = ""
 
-    def __init__(self, workdir: Path, workers: int, mode: str, persist: bool = True) -> None:
+    def __init__(self, workdir: Path, workers: int, mode: str, persist: bool = True,
+                 cpu_cap: float | None = None) -> None:  # fmt: skip
         self.workdir = workdir
         self.workers = workers
         self.mode = mode  # 'default' | 'relay' | 'auth'
@@ -221,6 +228,9 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = workdir / f"{self.kind}.log"
         self.note = ""
+        # each process of the server in a cgroup of its own with this share of a core
+        self.cpu_cap = cpu_cap
+        self.caps: CpuCaps | None = None
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -254,13 +264,27 @@ class Server:
                 )
             try:
                 udp_transaction(self.port, "OPTIONS", f"sip:{LOOPBACK}:{self.port}", timeout=0.5)
-                return
             except (TimeoutError, OSError) as exc:
                 last = str(exc)
+                continue
+            if self.cpu_cap is not None:
+                self._cap_processes(self.cpu_cap)
+            return
         self.stop()
         raise RuntimeError(
             f"{self.kind} not ready within {READY_TIMEOUT}s: {last}\n{self.log_tail()}"
         )
+
+    def _cap_processes(self, cap: float) -> None:
+        """Every process of the (ready) server into a cgroup of its own (bench/cgroups.py)."""
+        assert self.proc is not None
+        try:
+            self.caps = CpuCaps(cap)
+            for pid in sorted(group_members(self.proc.pid)):
+                self.caps.add(pid)
+        except (CgroupError, OSError) as exc:
+            self.stop()
+            raise RuntimeError(f"cannot cap the CPU of {self.kind}: {exc}") from exc
 
     def cpu(self) -> tuple[int, int]:
         assert self.proc is not None
@@ -287,7 +311,12 @@ class Server:
     def stop(self) -> int | None:
         if self.proc is None:
             return None
-        return stop_group(self.proc)
+        try:
+            return stop_group(self.proc)
+        finally:
+            if self.caps is not None:
+                self.caps.release()
+                self.caps = None
 
     def log_tail(self, lines: int = 30) -> str:
         try:
@@ -413,14 +442,15 @@ class KamailioKemiServer(KamailioServer):
     cfg = "kemi.cfg"
 
 
-def make_server(kind: str, workdir: Path, workers: int, mode: str, *, persist: bool) -> Server:
+def make_server(kind: str, workdir: Path, workers: int, mode: str, *, persist: bool,
+                cpu_cap: float | None = None) -> Server:  # fmt: skip
     """A server of ``kind`` (one of SERVER_KINDS); see :class:`Server` for ``persist``."""
     cls: type[Server] = {
         "siprouter": SiprouterServer,
         "kamailio-native": KamailioServer,
         "kamailio-kemi": KamailioKemiServer,
     }[kind]
-    return cls(workdir, workers, mode, persist)
+    return cls(workdir, workers, mode, persist, cpu_cap)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -459,10 +489,15 @@ def _last_stat_row(path: Path) -> dict[str, str]:
     return dict(zip(rows[0], rows[-1], strict=False))
 
 
-def sipp_base(scenario: str, local_port: int, workdir: Path) -> list[str]:
+def sipp_base(
+    scenario: str, local_port: int, workdir: Path, per_call_sockets: bool = False
+) -> list[str]:
+    """SIPp on one UDP socket, or with ``per_call_sockets`` one socket per call (``-t un``:
+    every call from its own source port, as from many phones)."""
+    transport = ["-t", "un", "-max_socket", "15000"] if per_call_sockets else ["-t", "u1"]
     return [
         "sipp", "-sf", str(SCENARIOS / scenario),
-        "-i", LOOPBACK, "-p", str(local_port), "-t", "u1",
+        "-i", LOOPBACK, "-p", str(local_port), *transport,
         "-nostdin", "-buff_size", "4194304",
         "-trace_err", "-error_file", str(workdir / "errors.log"),
     ]  # fmt: skip
@@ -477,6 +512,7 @@ def run_client(
     calls: int,
     keys: dict[str, str] | None = None,
     inf: Path | None = None,
+    per_call_sockets: bool = False,
 ) -> SippRun:
     """Run a SIPp client scenario against 127.0.0.1:server_port: ``calls`` calls at ``rate``
     per second. Bounded: SIPp's own global timeout, and a hard kill after it."""
@@ -484,7 +520,7 @@ def run_client(
     duration = calls / rate
     global_timeout = int(duration + 15)
     argv = [
-        *sipp_base(scenario, free_port(), workdir),
+        *sipp_base(scenario, free_port(), workdir, per_call_sockets),
         "-m", str(calls), "-r", f"{rate:g}", "-rp", "1000",
         "-timeout", f"{global_timeout}s", "-timeout_error",
         "-recv_timeout", "5000",        # a lost message fails its call after 5 s

@@ -71,6 +71,10 @@ class Settings:
     warmup_calls: int = 500
     rounds: int = 1
     keep: bool = False
+    # each server process capped at this share of one core (bench/cgroups.py); None: no cap
+    cpu_cap: float | None = None
+    # SIPp's caller with one socket per call (many source ports) instead of one socket
+    per_call_sockets: bool = False
 
 
 @dataclass
@@ -137,7 +141,7 @@ def run_block(
         return res
     server = make_server(
         kind, workdir / f"{sc.name}-{kind}-r{round_no}", st.workers, sc.mode,
-        persist=sc.persist,
+        persist=sc.persist, cpu_cap=st.cpu_cap,
     )  # fmt: skip
     uas: SippUas | None = None
     base = server.workdir
@@ -160,7 +164,7 @@ def run_block(
         def client(tag: str, rate: float, calls: int, users_file: Path | None) -> SippRun:
             return run_client(
                 sc.client, server.port, base / tag, rate=rate, calls=calls, keys=keys,
-                inf=users_file if sc.users else None,
+                inf=users_file if sc.users else None, per_call_sockets=st.per_call_sockets,
             )  # fmt: skip
 
         if st.warmup_calls > 0:
