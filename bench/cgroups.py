@@ -20,6 +20,7 @@ from pathlib import Path
 V1_ROOT = Path("/sys/fs/cgroup/cpu")
 V2_ROOT = Path("/sys/fs/cgroup")
 PERIOD_US = 100_000  # the kernel's default CFS period
+MIN_US = 1000  # the kernel refuses quotas and periods under 1 ms
 
 
 class CgroupError(RuntimeError):
@@ -27,10 +28,16 @@ class CgroupError(RuntimeError):
 
 
 def quota_us(cap: float, period_us: int = PERIOD_US) -> int:
-    """The quota per period for ``cap`` of one core (0 < cap <= 64)."""
+    """The quota per period for ``cap`` of one core (0 < cap <= 64; a period of 1 ms to 1 s).
+
+    A group that used its quota waits for the next period: with the default 100 ms period
+    and a cap of 0.2, a busy process runs 20 ms and then stands still for 80 ms. A shorter
+    period makes that finer grained (a process on a slow core of its own never stalls)."""
     if not 0.0 < cap <= 64.0:
         raise ValueError(f"a CPU cap is a share of one core in (0, 64], got {cap!r}")
-    return max(1000, round(cap * period_us))  # the kernel refuses quotas under 1 ms
+    if not MIN_US <= period_us <= 1_000_000:
+        raise ValueError(f"a CFS period is 1000 to 1000000 us, got {period_us!r}")
+    return max(MIN_US, round(cap * period_us))
 
 
 def find_controller(v1: Path = V1_ROOT, v2: Path = V2_ROOT) -> tuple[str, Path]:
@@ -51,9 +58,10 @@ def find_controller(v1: Path = V1_ROOT, v2: Path = V2_ROOT) -> tuple[str, Path]:
 class CpuCaps:
     """One cgroup with a CPU quota per process added; all removed by :meth:`release`."""
 
-    def __init__(self, cap: float, *, prefix: str = "siprouter-bench",
+    def __init__(self, cap: float, *, period_us: int = PERIOD_US, prefix: str = "siprouter-bench",
                  v1: Path = V1_ROOT, v2: Path = V2_ROOT) -> None:  # fmt: skip
-        self.quota = quota_us(cap)
+        self.period_us = period_us
+        self.quota = quota_us(cap, period_us)
         self.kind, self.root = find_controller(v1, v2)
         self.prefix = f"{prefix}-{os.getpid()}"
         self.groups: list[Path] = []
@@ -64,11 +72,11 @@ class CpuCaps:
         group.mkdir()
         self.groups.append(group)
         if self.kind == "v1":
-            (group / "cpu.cfs_period_us").write_text(f"{PERIOD_US}\n")
+            (group / "cpu.cfs_period_us").write_text(f"{self.period_us}\n")
             (group / "cpu.cfs_quota_us").write_text(f"{self.quota}\n")
             (group / "tasks").write_text(f"{pid}\n")
         else:
-            (group / "cpu.max").write_text(f"{self.quota} {PERIOD_US}\n")
+            (group / "cpu.max").write_text(f"{self.quota} {self.period_us}\n")
             (group / "cgroup.procs").write_text(f"{pid}\n")
         return group
 

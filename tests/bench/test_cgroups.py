@@ -34,6 +34,14 @@ def test_quota_is_the_share_of_one_period() -> None:
             quota_us(bad)
 
 
+def test_quota_for_another_period() -> None:
+    assert quota_us(0.2, 10_000) == 2000
+    assert quota_us(0.05, 10_000) == 1000  # the kernel's minimum again
+    for bad in (999, 1_000_001):
+        with pytest.raises(ValueError, match="period"):
+            quota_us(0.2, bad)
+
+
 def test_v1_is_preferred_and_v2_needs_the_cpu_controller(tmp_path: Path) -> None:
     missing = tmp_path / "none"
     assert find_controller(_v1(tmp_path), missing) == ("v1", tmp_path / "cpu")
@@ -61,6 +69,14 @@ def test_v2_group_writes_cpu_max(tmp_path: Path) -> None:
     g = caps.add(7)
     assert (g / "cpu.max").read_text() == f"50000 {PERIOD_US}\n"
     assert (g / "cgroup.procs").read_text() == "7\n"
+
+
+def test_groups_with_a_shorter_period(tmp_path: Path) -> None:
+    g = CpuCaps(0.2, period_us=10_000, v1=_v1(tmp_path), v2=tmp_path / "none").add(5)
+    assert (g / "cpu.cfs_period_us").read_text() == "10000\n"
+    assert (g / "cpu.cfs_quota_us").read_text() == "2000\n"
+    g2 = CpuCaps(0.2, period_us=10_000, v1=tmp_path / "none", v2=_v2(tmp_path)).add(6)
+    assert (g2 / "cpu.max").read_text() == "2000 10000\n"
 
 
 def test_release_moves_processes_back_and_reports_what_stays(tmp_path: Path) -> None:
