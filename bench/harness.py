@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cgroups import CgroupError, CpuCaps
+from .cgroups import PERIOD_US, CgroupError, CpuCaps
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -217,7 +217,8 @@ class Server:
     kind: str = ""
 
     def __init__(self, workdir: Path, workers: int, mode: str, persist: bool = True,
-                 cpu_cap: float | None = None) -> None:  # fmt: skip
+                 cpu_cap: float | None = None, count_handoffs: bool = False,
+                 cpu_period_us: int = PERIOD_US) -> None:  # fmt: skip
         self.workdir = workdir
         self.workers = workers
         self.mode = mode  # 'default' | 'relay' | 'auth'
@@ -230,7 +231,10 @@ class Server:
         self.note = ""
         # each process of the server in a cgroup of its own with this share of a core
         self.cpu_cap = cpu_cap
+        self.cpu_period_us = cpu_period_us  # the CFS period of those groups
         self.caps: CpuCaps | None = None
+        # log what is needed to count the datagrams handed between workers (:meth:`handoffs`)
+        self.count_handoffs = count_handoffs
 
     def command(self) -> list[str]:
         raise NotImplementedError
@@ -279,7 +283,7 @@ class Server:
         """Every process of the (ready) server into a cgroup of its own (bench/cgroups.py)."""
         assert self.proc is not None
         try:
-            self.caps = CpuCaps(cap)
+            self.caps = CpuCaps(cap, period_us=self.cpu_period_us)
             for pid in sorted(group_members(self.proc.pid)):
                 self.caps.add(pid)
         except (CgroupError, OSError) as exc:
@@ -289,6 +293,16 @@ class Server:
     def cpu(self) -> tuple[int, int]:
         assert self.proc is not None
         return group_cpu(self.proc.pid)
+
+    def cpu_by_process(self) -> dict[int, int]:
+        """{pid: utime + stime in clock ticks} of every process of the server."""
+        assert self.proc is not None
+        return group_members(self.proc.pid)
+
+    def handoffs(self) -> dict[str, dict[str, int]]:
+        """Per worker, the counters of datagrams handed between workers, read after
+        :meth:`stop` (empty when the server does not hand any over or does not say)."""
+        return {}
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -371,13 +385,15 @@ class SiprouterServer(Server):
             "--db", f"sqlite:///{self.workdir / 'siprouter.sqlite'}" if self.persist
             else "memory://",
             "--domain", LOOPBACK,
-            "--log-level", "warning",
+            # at info, each worker logs its hand-off counters when it stops; nothing is logged
+            # per message at info but failures (a branch without a final response, ...)
+            "--log-level", "info" if self.count_handoffs else "warning",
         ]  # fmt: skip
         if self.mode == "relay":
             argv += ["--script", str(BENCH_DIR / "scripts" / "relay.py")]
         elif self.mode == "auth":
             argv += ["--config", str(self.workdir / "auth.toml"),
-                     "--script", str(BENCH_DIR / "scripts" / "auth.py")]
+                     "--script", str(BENCH_DIR / "scripts" / "auth.py")]  # fmt: skip
         if SiprouterServer.workers_supported is None:
             SiprouterServer.workers_supported = siprouter_supports_workers()
         if SiprouterServer.workers_supported:
@@ -385,6 +401,19 @@ class SiprouterServer(Server):
         elif self.workers != 1:
             self.note = "siprouter has no --workers option yet: ran 1 process"
         return argv
+
+    def handoffs(self) -> dict[str, dict[str, int]]:
+        """``{"w0": {"responses_out": ..., ...}, ...}`` from the lines ``worker N hand-offs:
+        k=v ...`` each worker logs at info when it stops (none with one worker)."""
+        out: dict[str, dict[str, int]] = {}
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return out
+        for m in re.finditer(r"worker (\d+) hand-offs: (.*)$", text, re.MULTILINE):
+            counts = (item.partition("=") for item in m.group(2).split())
+            out[f"w{m.group(1)}"] = {k: int(v) for k, _, v in counts if v.isdigit()}
+        return out
 
 
 class KamailioServer(Server):
@@ -443,14 +472,15 @@ class KamailioKemiServer(KamailioServer):
 
 
 def make_server(kind: str, workdir: Path, workers: int, mode: str, *, persist: bool,
-                cpu_cap: float | None = None) -> Server:  # fmt: skip
-    """A server of ``kind`` (one of SERVER_KINDS); see :class:`Server` for ``persist``."""
+                cpu_cap: float | None = None, count_handoffs: bool = False,
+                cpu_period_us: int = PERIOD_US) -> Server:  # fmt: skip
+    """A server of ``kind`` (one of SERVER_KINDS); see :class:`Server` for the options."""
     cls: type[Server] = {
         "siprouter": SiprouterServer,
         "kamailio-native": KamailioServer,
         "kamailio-kemi": KamailioKemiServer,
     }[kind]
-    return cls(workdir, workers, mode, persist, cpu_cap)
+    return cls(workdir, workers, mode, persist, cpu_cap, count_handoffs, cpu_period_us)
 
 
 # ---------------------------------------------------------------------------------------------
