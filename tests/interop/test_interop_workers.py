@@ -91,11 +91,12 @@ class _Node:
         left = [k for k in kids if _alive(k)]
         assert not left, f"worker processes left after stop: {left}"
 
-    def handoffs_per_worker(self) -> dict[int, dict[str, int]]:
-        """Each worker's hand-off counters (logged at stop)."""
+    def handoffs_per_worker(self, what: str = "hand-offs") -> dict[int, dict[str, int]]:
+        """Each worker's hand-off counters (or with ``what="traffic"`` its message counters),
+        logged at stop."""
         out: dict[int, dict[str, int]] = {}
         for line in self.server.log_text().splitlines():
-            m = re.search(r"worker (\d+) hand-offs: (.*)$", line)
+            m = re.search(rf"worker (\d+) {what}: (.*)$", line)
             if m:
                 out[int(m.group(1))] = {k: int(v) for k, _, v in
                                         (item.partition("=") for item in m.group(2).split())}
@@ -165,10 +166,47 @@ def test_register_1000_then_call_across_workers(sipp: SippRunner, node: _Node) -
         # every REGISTER was replicated to every other worker ...
         assert counts.get("published", 0) == len(users), counts
         assert counts.get("applied", 0) == len(users) * (node.workers - 1), counts
-        # ... and the callee's answers (one source, one worker) reached the INVITE's owner
-        assert counts.get("responses_out", 0) > 0, counts
-        assert counts.get("responses_out") == counts.get("responses_in"), counts
+        # ... and the callee's answers (one source) went straight to the INVITE's owner: the
+        # kernel steered each by its Via branch (transport.steering), none was handed over
+        assert counts.get("responses_out", 0) == 0, counts
+        assert counts.get("responses_in", 0) == 0, counts
         assert counts.get("dropped", 0) == 0, counts
+        # ... while the calls themselves were spread over the workers
+        per = node.handoffs_per_worker("traffic")
+        assert len(per) == node.workers, per
+        assert all(w["fwd_requests"] > 0 for w in per.values()), per
+
+
+@pytest.mark.parametrize("steer", [True, False], ids=["steered", "hashed"])
+def test_responses_reach_the_worker_of_their_transaction(
+    sipp: SippRunner, tmp_path: Path, steer: bool,
+) -> None:
+    """With the steering program every response of the callee (one source address) reaches
+    the worker that relayed its request; without it (the kernel's hash alone) the worker the
+    callee hashes to hands the others' responses over. Both ways every call succeeds."""
+    n = _Node(tmp_path, 2, config=f"[server]\nudp_steering = {str(steer).lower()}\n")
+    n.start()
+    try:
+        uas_port = free_port()
+        users = [f"s{i:02d}" for i in range(20)]
+        _register_many(sipp, n, users, uas_port)
+        calls = 100
+        _call_through(sipp, n, uas_port, calls, 50, users, "-t", "un", "-max_socket", "1000")
+        n.stop_and_check()
+        traffic = n.handoffs_per_worker("traffic")
+        assert sorted(traffic) == [0, 1], traffic
+        relayed = [w["fwd_requests"] for w in traffic.values()]
+        assert min(relayed) > 0, traffic  # both workers relayed calls
+        total = n.handoffs()
+        assert total.get("responses_out", 0) == total.get("responses_in", 0), total
+        if steer:
+            assert total.get("responses_out", 0) == 0, total
+        else:
+            # the callee's responses all land on one worker; the other one relayed requests
+            # too, so their responses were handed over
+            assert total.get("responses_out", 0) > 0, total
+    finally:
+        n.server.kill()
 
 
 @pytest.mark.parametrize("workers", [2, 4])

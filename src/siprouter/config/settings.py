@@ -81,6 +81,10 @@ class ServerSettings:
     # the worker its Call-ID belongs to, so the calls of one peer (a trunk) are spread over all
     # workers, at the cost of a hand-off for most requests. docs/workers.md
     udp_dispatch: str = "source"
+    # with workers: a program in the kernel delivers each UDP response to the worker its Via
+    # branch names (SO_ATTACH_REUSEPORT_CBPF), so it need not be handed over; false: the
+    # kernel's hash alone, with the hand-off. docs/workers.md
+    udp_steering: bool = True
     # trace | debug | info | warning | error | critical (siprouter default)
     log_level: str = "info"
 

@@ -17,6 +17,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 import time
 from typing import Any
@@ -28,10 +29,10 @@ from ..scripting.loader import ScriptError, load_script
 from ..transaction.layer import TransactionLayer
 from ..transaction.timers import TimerSettings
 from ..transport.manager import TransportManager
-from ..transport.spec import ListenSpec, TransportSettings
+from ..transport.spec import ListenSpec, TransportSettings, parse_hostport
 from .core import Core
 from .ipc import Peers, ReplicatedLocation
-from .workers import resolve_ports, supervise
+from .workers import bind_udp_groups, close_groups, resolve_ports, supervise
 
 log = logging.getLogger("siprouter")
 
@@ -46,13 +47,16 @@ class Server:
     """All layers of one siprouter process."""
 
     def __init__(self, settings: Any, script: Any, peers: Peers | None = None,
-                 listen: list[ListenSpec] | None = None) -> None:
+                 listen: list[ListenSpec] | None = None,
+                 bound: dict[int, socket.socket] | None = None) -> None:
         self.settings = settings
         self.script = script
         #: the other workers of this node (None: a single process)
         self.peers = peers
         #: listens to bind instead of ``settings.server.listen`` (ports already resolved)
         self.listen = listen
+        #: sockets already bound for some of ``listen`` (by position): a worker's UDP sockets
+        self.bound = bound
         self.core: Core | None = None
         self.transport: TransportManager | None = None
         self.location: Any = None
@@ -111,16 +115,8 @@ class Server:
             core.branch_prefix = peers.prefix
             transport.on_connection = peers.connection_changed
             transport.forward = peers.forward_tcp
-        listen = self.listen if self.listen is not None else s.server.listen
-        specs = [ListenSpec.parse(x) if isinstance(x, str) else x for x in listen]
-        advertise = getattr(s.server, "advertise", None)
-        if advertise:
-            from ..transport.spec import parse_hostport
-
-            ahost, aport = parse_hostport(advertise, "advertise")
-            specs = [sp.with_advertise(ahost, aport) if hasattr(sp, "with_advertise") else sp
-                     for sp in specs]
-        await transport.start(specs)
+        specs = _listen_specs(s, self.listen)
+        await transport.start(specs, self.bound)
         core.refresh_addresses()
         if peers is not None:
             peers.attach(loop, core, transport)
@@ -176,6 +172,9 @@ class Server:
         if self.peers is not None:
             log.info("worker %d hand-offs: %s", self.peers.index,
                      " ".join(f"{k}={v}" for k, v in self.peers.stats.items()))
+            if self.core is not None:
+                log.info("worker %d traffic: %s", self.peers.index,
+                         " ".join(f"{k}={v}" for k, v in self.core.stats.items()))
             self.peers.close()
         if self.location is not None:
             try:
@@ -207,8 +206,9 @@ def _setup_logging(level: str) -> None:
 
 
 async def _main(settings: Any, script: Any, peers: Peers | None = None,
-                listen: list[ListenSpec] | None = None, ready_fd: int = -1) -> int:
-    server = Server(settings, script, peers, listen)
+                listen: list[ListenSpec] | None = None, ready_fd: int = -1,
+                bound: dict[int, socket.socket] | None = None) -> int:
+    server = Server(settings, script, peers, listen, bound)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, server.stop)
@@ -232,6 +232,19 @@ async def _main(settings: Any, script: Any, peers: Peers | None = None,
         log.info("stopping")
         await server.close()
     return 0
+
+
+def _listen_specs(settings: Any, listen: list[Any] | None = None) -> list[ListenSpec]:
+    """``listen`` (default: ``[server] listen``) parsed, with ``[server] advertise`` applied
+    where a listen has no ``advertise`` of its own."""
+    if listen is None:
+        listen = settings.server.listen
+    specs = [ListenSpec.parse(x) if isinstance(x, str) else x for x in listen]
+    advertise = getattr(settings.server, "advertise", None)
+    if advertise:
+        ahost, aport = parse_hostport(advertise, "advertise")
+        specs = [sp.with_advertise(ahost, aport) for sp in specs]
+    return specs
 
 
 def load_configured_script(settings: Any) -> Any:
@@ -278,22 +291,37 @@ def run(settings: Any) -> int:
     if n == 1:
         with _runner() as runner:
             return runner.run(_main(settings, script))
-    specs = resolve_ports(
-        [ListenSpec.parse(x) if isinstance(x, str) else x for x in settings.server.listen]
-    )
+    specs = resolve_ports(_listen_specs(settings))
+    try:
+        groups = bind_udp_groups(specs, n, bool(getattr(settings.server, "udp_steering", True)))
+    except OSError as e:
+        log.error("cannot start: %s", e)
+        return 1
 
     def worker_main(index: int, count: int, node: str, ready_fd: int) -> int:
         fmt = f"%(asctime)s %(levelname)s [w{index}] %(name)s: %(message)s"
         for h in logging.getLogger().handlers:
             h.setFormatter(logging.Formatter(fmt))
+        # this worker's UDP sockets; the other workers' copies are closed here (the
+        # supervisor keeps its own)
+        bound = {}
+        for pos, socks in groups.items():
+            for j, sock in enumerate(socks):
+                if j == index:
+                    bound[pos] = sock
+                else:
+                    sock.close()
         peers = Peers(index, count, node)
         peers.bind()  # before the location table is loaded: no change is missed
         with _runner() as runner:
-            return runner.run(_main(settings, script, peers, specs, ready_fd))
+            return runner.run(_main(settings, script, peers, specs, ready_fd, bound))
 
     # modules whose process-wide state the workers must share are imported before the fork
     # (auth's default nonce key: any worker must accept the nonces another one issued)
     import siprouter.modules.auth  # noqa: F401
 
     _write_pid_file(settings)  # the supervisor's pid: SIGHUP to it reaches every worker
-    return supervise(n, worker_main)
+    try:
+        return supervise(n, worker_main)
+    finally:
+        close_groups(groups)

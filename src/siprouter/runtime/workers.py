@@ -32,9 +32,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from ..transport.spec import ListenSpec
+from ..transport import steering
+from ..transport.manager import open_listen_socket
+from ..transport.spec import Listener, ListenSpec
 
-__all__ = ["STOP_TIMEOUT", "START_TIMEOUT", "resolve_ports", "supervise"]
+__all__ = ["STOP_TIMEOUT", "START_TIMEOUT", "bind_udp_groups", "resolve_ports", "supervise"]
 
 log = logging.getLogger("siprouter.workers")
 
@@ -63,6 +65,50 @@ def resolve_ports(specs: list[ListenSpec]) -> list[ListenSpec]:
                 spec = replace(spec, port=int(s.getsockname()[1]))
         out.append(spec)
     return out
+
+
+def bind_udp_groups(specs: list[ListenSpec], count: int,
+                    steer: bool = True) -> dict[int, list[socket.socket]]:
+    """Bind ``count`` sockets (SO_REUSEPORT) for every UDP listen, worker 0's first.
+
+    Returns {position in ``specs``: [socket of worker 0, of worker 1, ...]}. The supervisor
+    keeps them open for the life of the node, so each socket keeps its slot in the port's
+    group and a restarted worker takes its predecessor's socket. With ``steer`` the group gets
+    the program that delivers a response to the worker its Via branch names
+    (transport.steering); a kernel that refuses it leaves the hash alone, with a warning.
+    Raises OSError naming the listen that could not be bound (nothing is left open)."""
+    groups: dict[int, list[socket.socket]] = {}
+    try:
+        for i, spec in enumerate(specs):
+            if spec.proto != "udp":
+                continue
+            socks = groups[i] = [open_listen_socket(spec, reuse_port=True)]
+            port = int(socks[0].getsockname()[1])
+            spec = replace(spec, port=port)  # port 0: the others join the first one's port
+            for _ in range(count - 1):
+                socks.append(open_listen_socket(spec, reuse_port=True))
+            if steer and count > 1:
+                lst = Listener(spec.proto, spec.host, port,
+                               spec.advertise_host if spec.advertise_host is not None
+                               else spec.host,
+                               spec.advertise_port if spec.advertise_port is not None
+                               else port, spec.family)
+                try:
+                    steering.attach(socks[0], steering.response_program([lst.hostport()],
+                                                                        count))
+                except OSError as exc:
+                    log.warning("%s: responses not steered to their workers (%s); the "
+                                "workers hand them over", spec, exc)
+    except BaseException:
+        close_groups(groups)
+        raise
+    return groups
+
+
+def close_groups(groups: dict[int, list[socket.socket]]) -> None:
+    for socks in groups.values():
+        for s in socks:
+            s.close()
 
 
 def _set_pdeathsig() -> None:

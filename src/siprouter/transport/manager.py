@@ -58,7 +58,7 @@ from ..sip.message import ParseError
 from ..sip.types import Endpoint, endpoint
 from .spec import Listener, ListenSpec, TransportSettings
 
-__all__ = ["OnError", "OnMessage", "TransportManager"]
+__all__ = ["OnError", "OnMessage", "TransportManager", "open_listen_socket"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,36 @@ def _udp_endpoint(host: str, port: int) -> Endpoint:
 
 
 _UDP_ENDPOINT: Final = _udp_endpoint  # a C static (a function named as a value is a lookup)
+
+def open_listen_socket(spec: ListenSpec, reuse_port: bool) -> socket.socket:
+    """A non-blocking socket bound for ``spec``; raises OSError naming the spec."""
+    family = spec.family
+    kind = socket.SOCK_DGRAM if spec.proto == "udp" else socket.SOCK_STREAM
+    sock = socket.socket(family, kind)
+    try:
+        if family == socket.AF_INET6:
+            # keep IPv6 sockets IPv6-only so [::] and 0.0.0.0 can share a port
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        if kind == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            # several worker processes on one port; the kernel picks the socket by a hash
+            # of the source address (and port), so one peer stays on one worker
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if kind == socket.SOCK_DGRAM:
+            # room for bursts: a datagram that finds the receive queue full is lost, and
+            # the peer retransmits only after T1 (the kernel caps this at rmem_max)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
+            except OSError:
+                pass
+        sock.bind((spec.host, spec.port))
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {spec}: {exc.strerror}") from exc
+    return sock
+
 
 class _UdpProtocol(asyncio.DatagramProtocol):
     __slots__ = ("_listener", "_max", "_mgr", "_on_message", "_transport")
@@ -473,43 +503,26 @@ class TransportManager:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self, listens: list[ListenSpec]) -> None:
-        """Open a socket per spec; raises OSError naming the spec that could not be opened."""
+    async def start(
+        self, listens: list[ListenSpec], bound: dict[int, socket.socket] | None = None,
+    ) -> None:
+        """Open a socket per spec; raises OSError naming the spec that could not be opened.
+
+        ``bound`` maps positions in ``listens`` to sockets already bound for them (worker
+        processes get their UDP sockets from the supervisor, runtime.workers)."""
         self._loop = asyncio.get_running_loop()
         self.closing = False
         try:
-            for spec in listens:
-                await self._listen(spec)
+            for i, spec in enumerate(listens):
+                await self._listen(spec, bound.get(i) if bound is not None else None)
         except BaseException:
             await self.stop()
             raise
 
-    async def _listen(self, spec: ListenSpec) -> None:
+    async def _listen(self, spec: ListenSpec, sock: socket.socket | None = None) -> None:
+        if sock is None:
+            sock = open_listen_socket(spec, self.settings.reuse_port)
         family = spec.family
-        kind = socket.SOCK_DGRAM if spec.proto == "udp" else socket.SOCK_STREAM
-        sock = socket.socket(family, kind)
-        try:
-            if family == socket.AF_INET6:
-                # keep IPv6 sockets IPv6-only so [::] and 0.0.0.0 can share a port
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if kind == socket.SOCK_STREAM:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.settings.reuse_port:
-                # several worker processes on one port; the kernel picks the socket by a hash
-                # of the source address (and port), so one peer stays on one worker
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            if kind == socket.SOCK_DGRAM:
-                # room for bursts: a datagram that finds the receive queue full is lost, and
-                # the peer retransmits only after T1 (the kernel caps this at rmem_max)
-                try:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _UDP_RCVBUF)
-                except OSError:
-                    pass
-            sock.bind((spec.host, spec.port))
-            sock.setblocking(False)
-        except OSError as exc:
-            sock.close()
-            raise OSError(exc.errno, f"cannot listen on {spec}: {exc.strerror}") from exc
         port = sock.getsockname()[1]
         listener = Listener(
             spec.proto,
