@@ -297,6 +297,41 @@ def test_dead_worker_is_restarted(tmp_path: Path) -> None:
         n.server.kill()
 
 
+def test_responses_still_steered_after_a_worker_restart(
+    sipp: SippRunner, tmp_path: Path,
+) -> None:
+    """The steering program returns a socket's slot in the port's group. A socket that leaves
+    the group gives its slot to the last one, so had worker 0's socket closed with it, worker
+    2's socket would now sit in slot 0 and receive worker 0's responses. The supervisor keeps
+    every socket open: the restarted worker 0 takes its old socket and slot back."""
+    n = _Node(tmp_path, 3)
+    n.start()
+    try:
+        log = n.server.log_text()
+        m = re.search(r"worker 0 started \(pid (\d+)\)", log)
+        assert m is not None, log
+        os.kill(int(m.group(1)), signal.SIGKILL)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if n.server.log_text().count("[w0] siprouter: siprouter started") >= 2:
+                break
+            time.sleep(0.05)
+        assert n.server.log_text().count("[w0] siprouter: siprouter started") >= 2, \
+            n.server.log_tail(20)
+        uas_port = free_port()
+        users = [f"k{i:02d}" for i in range(30)]
+        _register_many(sipp, n, users, uas_port)
+        _call_through(sipp, n, uas_port, 90, 45, users, "-t", "un", "-max_socket", "1000")
+        n.stop_and_check()
+        traffic = n.handoffs_per_worker("traffic")
+        assert sorted(traffic) == [0, 1, 2], traffic
+        assert all(w["fwd_requests"] > 0 for w in traffic.values()), traffic
+        total = n.handoffs()
+        assert total.get("responses_out", 0) == 0, n.handoffs_per_worker()
+    finally:
+        n.server.kill()
+
+
 def test_workers_end_when_the_main_process_is_killed(tmp_path: Path) -> None:
     n = _Node(tmp_path, 2)
     n.start()

@@ -161,6 +161,23 @@ def test_without_steering_the_hash_decides() -> None:
         close_groups(groups)
 
 
+def test_kernel_steers_on_ipv6_too() -> None:
+    try:
+        groups = bind_udp_groups([ListenSpec.parse("udp:[::1]:0")], 2)
+    except OSError as exc:  # pragma: no cover - a machine without IPv6 loopback
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    sender = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        socks = groups[0]
+        port = socks[0].getsockname()[1]
+        for worker in (1, 0, 1, 1, 0):
+            sender.sendto(response(branch(worker), f"[::1]:{port}"), ("::1", port))
+            assert _receiver(socks) == worker
+    finally:
+        sender.close()
+        close_groups(groups)
+
+
 def test_bind_failure_names_the_listen_and_leaves_nothing_open() -> None:
     taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     taken.bind(("127.0.0.1", 0))  # without SO_REUSEPORT: nobody can join
@@ -170,3 +187,27 @@ def test_bind_failure_names_the_listen_and_leaves_nothing_open() -> None:
             bind_udp_groups([ListenSpec("udp", "127.0.0.1", port)], 2)
     finally:
         taken.close()
+
+
+def test_a_socket_that_leaves_gives_its_slot_to_the_last_one() -> None:
+    """The kernel behaviour that makes the supervisor keep every socket open: close slot 0
+    and bind a new socket, and the old last socket answers for slot 0."""
+    groups = bind_udp_groups([ListenSpec("udp", "127.0.0.1", 0)], 3)
+    socks = groups[0]
+    port = socks[0].getsockname()[1]
+    socks[0].close()
+    newcomer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    newcomer.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    newcomer.bind(("127.0.0.1", port))
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        order = [socks[1], socks[2], newcomer]
+        got = []
+        for worker in range(3):
+            sender.sendto(response(branch(worker), f"127.0.0.1:{port}"), ("127.0.0.1", port))
+            got.append(_receiver(order))
+        assert got == [1, 0, 2]  # slot 0: the old last socket; slot 2: the newcomer
+    finally:
+        sender.close()
+        newcomer.close()
+        close_groups(groups)
