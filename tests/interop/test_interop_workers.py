@@ -11,12 +11,16 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from interop_support import LOOPBACK, SippResult, SippRunner, SiprouterServer, free_port
+
+from siprouter.transport.local import wildcard_advertise
 
 pytestmark = pytest.mark.interop
 
@@ -328,6 +332,40 @@ def test_responses_still_steered_after_a_worker_restart(
         assert all(w["fwd_requests"] > 0 for w in traffic.values()), traffic
         total = n.handoffs()
         assert total.get("responses_out", 0) == 0, n.handoffs_per_worker()
+    finally:
+        n.server.kill()
+
+
+class _WildcardServer(SiprouterServer):
+    """Listening on udp:0.0.0.0 (every address), with no --domain: "myself" and the address
+    in our Via and Record-Route must come from the host's own addresses."""
+
+    def command(self) -> list[str]:
+        workers = [] if self.workers is None else ["--workers", str(self.workers)]
+        return [sys.executable, "-m", "siprouter", "run",
+                "--listen", f"udp:0.0.0.0:{self.port}", "--db", f"sqlite:///{self.db}",
+                "--log-level", "info", *workers]
+
+
+def test_wildcard_listen_advertises_a_real_address(sipp: SippRunner, tmp_path: Path) -> None:
+    """A Via of 0.0.0.0 would send the callee's responses to the callee itself. The wildcard
+    listen advertises the default route's source address (this host's), requests to
+    127.0.0.1 are "myself", and the steering program matches the advertised Via."""
+    n = _Node(tmp_path, 2)
+    n.server = _WildcardServer(tmp_path, workers=2)
+    n.start()
+    try:
+        expected = wildcard_advertise(socket.AF_INET)
+        assert f"advertises {expected}" in n.server.log_text()
+        uas_port = free_port()
+        users = [f"x{i:02d}" for i in range(20)]
+        _register_many(sipp, n, users, uas_port)
+        _call_through(sipp, n, uas_port, 60, 30, users, "-t", "un", "-max_socket", "1000")
+        n.stop_and_check()
+        total = n.handoffs()
+        assert total.get("responses_out", 0) == 0, n.handoffs_per_worker()
+        listening = f"listening on <Listener udp:0.0.0.0:{n.server.port} advertise "
+        assert f"{listening}{expected}:{n.server.port}>" in n.server.log_text()
     finally:
         n.server.kill()
 

@@ -28,6 +28,7 @@ from ..scripting.events import check_event_callbacks, raise_event
 from ..scripting.loader import ScriptError, load_script
 from ..transaction.layer import TransactionLayer
 from ..transaction.timers import TimerSettings
+from ..transport.local import interface_addresses, is_wildcard, wildcard_advertise
 from ..transport.manager import TransportManager
 from ..transport.spec import ListenSpec, TransportSettings, parse_hostport
 from .core import Core
@@ -118,6 +119,11 @@ class Server:
         specs = _listen_specs(s, self.listen)
         await transport.start(specs, self.bound)
         core.refresh_addresses()
+        for lst in transport.listeners:
+            if is_wildcard(lst.host):
+                # every address of this host is "myself" (Kamailio binds each of them)
+                for addr in interface_addresses(lst.sock_family):
+                    core.me.add_host(addr)
         if peers is not None:
             peers.attach(loop, core, transport)
         for lst in transport.listeners:
@@ -244,7 +250,16 @@ def _listen_specs(settings: Any, listen: list[Any] | None = None) -> list[Listen
     if advertise:
         ahost, aport = parse_hostport(advertise, "advertise")
         specs = [sp.with_advertise(ahost, aport) for sp in specs]
-    return specs
+    out = []
+    for sp in specs:
+        if sp.advertise_host is None and is_wildcard(sp.host):
+            # 0.0.0.0 in a Via or Record-Route would send the peer's messages to itself
+            wide = sp
+            sp = sp.with_advertise(wildcard_advertise(sp.family), None)
+            log.info("listen %s advertises %s (the address of the default route; set "
+                     "advertise to choose another)", wide, sp.advertise_host)
+        out.append(sp)
+    return out
 
 
 def load_configured_script(settings: Any) -> Any:
