@@ -36,7 +36,10 @@ from ..transport import steering
 from ..transport.manager import open_listen_socket
 from ..transport.spec import Listener, ListenSpec
 
-__all__ = ["STOP_TIMEOUT", "START_TIMEOUT", "bind_udp_groups", "resolve_ports", "supervise"]
+__all__ = [
+    "STOP_TIMEOUT", "START_TIMEOUT", "bind_udp_groups", "close_groups", "resolve_ports",
+    "supervise",
+]
 
 log = logging.getLogger("siprouter.workers")
 
@@ -88,14 +91,9 @@ def bind_udp_groups(specs: list[ListenSpec], count: int,
             for _ in range(count - 1):
                 socks.append(open_listen_socket(spec, reuse_port=True))
             if steer and count > 1:
-                lst = Listener(spec.proto, spec.host, port,
-                               spec.advertise_host if spec.advertise_host is not None
-                               else spec.host,
-                               spec.advertise_port if spec.advertise_port is not None
-                               else port, spec.family)
+                via = Listener.bound(spec, port).hostport()  # what our Via says
                 try:
-                    steering.attach(socks[0], steering.response_program([lst.hostport()],
-                                                                        count))
+                    steering.attach(socks[0], steering.response_program([via], count))
                 except OSError as exc:
                     log.warning("%s: responses not steered to their workers (%s); the "
                                 "workers hand them over", spec, exc)
@@ -106,6 +104,7 @@ def bind_udp_groups(specs: list[ListenSpec], count: int,
 
 
 def close_groups(groups: dict[int, list[socket.socket]]) -> None:
+    """Close every socket of :func:`bind_udp_groups` (in this process)."""
     for socks in groups.values():
         for s in socks:
             s.close()

@@ -522,16 +522,7 @@ class TransportManager:
     async def _listen(self, spec: ListenSpec, sock: socket.socket | None = None) -> None:
         if sock is None:
             sock = open_listen_socket(spec, self.settings.reuse_port)
-        family = spec.family
-        port = sock.getsockname()[1]
-        listener = Listener(
-            spec.proto,
-            spec.host,
-            port,
-            spec.advertise_host if spec.advertise_host is not None else spec.host,
-            spec.advertise_port if spec.advertise_port is not None else port,
-            family,
-        )
+        listener = Listener.bound(spec, int(sock.getsockname()[1]))
         if spec.proto == "udp":
             max_size = self.settings.max_message_size
             if self.udp_syscalls and _udp_recv is not None:

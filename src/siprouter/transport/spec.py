@@ -173,6 +173,18 @@ class Listener:
     advertise_port: int
     sock_family: socket.AddressFamily = field(default=socket.AF_INET)
 
+    @classmethod
+    def bound(cls, spec: ListenSpec, port: int) -> Listener:
+        """The listener of ``spec`` once bound to ``port`` (its ``advertise``, else itself)."""
+        return cls(
+            spec.proto,
+            spec.host,
+            port,
+            spec.advertise_host if spec.advertise_host is not None else spec.host,
+            spec.advertise_port if spec.advertise_port is not None else port,
+            spec.family,
+        )
+
     def hostport(self) -> str:
         """The advertised ``host:port`` as SIP writes it (IPv6 bracketed)."""
         if ":" in self.advertise_host:
