@@ -211,3 +211,19 @@ def test_a_socket_that_leaves_gives_its_slot_to_the_last_one() -> None:
         sender.close()
         newcomer.close()
         close_groups(groups)
+
+
+def test_a_kernel_that_refuses_the_program_leaves_the_hash(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    def refuse(sock: socket.socket, program: steering.Program) -> None:
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(steering, "attach", refuse)
+    with caplog.at_level("WARNING", logger="siprouter.workers"):
+        groups = bind_udp_groups([ListenSpec("udp", "127.0.0.1", 0)], 2)
+    try:
+        assert len(groups[0]) == 2  # the node still starts, on the hash alone
+        assert "responses not steered to their workers" in caplog.text
+    finally:
+        close_groups(groups)
