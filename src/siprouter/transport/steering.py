@@ -62,7 +62,7 @@ _ADD, _SUB, _LSH = 0x00, 0x10, 0x60
 _K, _X = 0x00, 0x08
 _JA, _JEQ, _JGT, _JGE = 0x00, 0x10, 0x20, 0x30
 _RET_A = 0x10
-_TAX = 0x00
+_TAX, _TXA = 0x00, 0x80  # BPF_MISC: X = A, A = X
 
 _INSN = struct.Struct("=HBBI")  # struct sock_filter: code, jt, jf, k
 
@@ -76,7 +76,7 @@ class Program:
     """A classic BPF program under construction: instructions with symbolic jump targets."""
 
     def __init__(self) -> None:
-        self._insns: list[tuple[int, object, object, int]] = []
+        self._insns: list[tuple[int, int | str, int | str, int]] = []
         self._labels: dict[str, int] = {}
 
     def __len__(self) -> int:
@@ -88,7 +88,7 @@ class Program:
     def op(self, code: int, k: int = 0) -> None:
         self._insns.append((code, 0, 0, k & 0xFFFFFFFF))
 
-    def jump(self, code: int, k: int, jt: object, jf: object) -> None:
+    def jump(self, code: int, k: int, jt: int | str, jf: int | str) -> None:
         """A conditional jump; ``jt`` / ``jf`` are label names or relative counts (0 = next)."""
         self._insns.append((code, jt, jf, k & 0xFFFFFFFF))
 
@@ -111,10 +111,10 @@ class Program:
             raise ValueError(f"steering program too long ({len(out)} instructions)")
         return out
 
-    def _offset(self, pc: int, target: object) -> int:
+    def _offset(self, pc: int, target: int | str) -> int:
         if isinstance(target, int):
             return target
-        off = self._labels[str(target)] - pc - 1
+        off = self._labels[target] - pc - 1
         if not 0 <= off <= 255:
             raise ValueError(f"jump to {target} out of reach ({off})")
         return off
@@ -178,7 +178,7 @@ def response_program(hostports: list[str], sockets: int) -> Program:
     p.op(_LD | _B | _IND, 4)
     p.jump(_JMP | _JEQ | _K, ord(" "), 1, 0)
     p.reject()
-    p.op(_MISC | 0x80)  # txa
+    p.op(_MISC | _TXA)
     p.op(_ALU | _ADD | _K, 5)
     p.op(_MISC | _TAX)
     p.ja("value")
@@ -189,7 +189,7 @@ def response_program(hostports: list[str], sockets: int) -> Program:
     p.op(_LD | _B | _IND, 2)
     p.jump(_JMP | _JEQ | _K, ord(" "), 1, 0)
     p.reject()
-    p.op(_MISC | 0x80)
+    p.op(_MISC | _TXA)
     p.op(_ALU | _ADD | _K, 3)
     p.op(_MISC | _TAX)
     p.label("value")
@@ -288,7 +288,7 @@ def run_program(program: Program, data: bytes) -> int:
         elif cls == _RET:
             return a if code & _RET_A else k
         elif cls == _MISC:
-            if code & 0x80:
+            if code & _TXA:
                 a = x
             else:
                 x = a
