@@ -173,25 +173,10 @@ def response_program(hostports: list[str], sockets: int) -> Program:
     p.reject()
     # X = the start of the first header line: "Via: " or "v: " moves X to the value
     p.label("header")
-    p.op(_LD | _W | _IND, 0)
-    p.jump(_JMP | _JEQ | _K, _word(b"Via:"), 0, "compact")
-    p.op(_LD | _B | _IND, 4)
-    p.jump(_JMP | _JEQ | _K, ord(" "), 1, 0)
-    p.reject()
-    p.op(_MISC | _TXA)
-    p.op(_ALU | _ADD | _K, 5)
-    p.op(_MISC | _TAX)
+    _skip(p, b"Via: ", "compact")
     p.ja("value")
     p.label("compact")
-    p.op(_LD | _H | _IND, 0)
-    p.jump(_JMP | _JEQ | _K, _word(b"v:"), 1, 0)
-    p.reject()
-    p.op(_LD | _B | _IND, 2)
-    p.jump(_JMP | _JEQ | _K, ord(" "), 1, 0)
-    p.reject()
-    p.op(_MISC | _TXA)
-    p.op(_ALU | _ADD | _K, 3)
-    p.op(_MISC | _TAX)
+    _skip(p, b"v: ", None)
     p.label("value")
     for i, prefix in enumerate(prefixes):
         # one block per address we advertise on this port; the first that matches decides
@@ -228,6 +213,14 @@ def _expect_prefix(p: Program, text: bytes, otherwise: str | None) -> None:
         else:
             p.ja(otherwise)
         i += size
+
+
+def _skip(p: Program, text: bytes, otherwise: str | None) -> None:
+    """Move X past ``text`` when the bytes at X are ``text``; else as :func:`_expect_prefix`."""
+    _expect_prefix(p, text, otherwise)
+    p.op(_MISC | _TXA)
+    p.op(_ALU | _ADD | _K, len(text))
+    p.op(_MISC | _TAX)
 
 
 def attach(sock: socket.socket, program: Program) -> None:
