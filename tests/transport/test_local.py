@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from siprouter.config.settings import ServerSettings
 from siprouter.runtime import server
 from siprouter.transport import local
 from siprouter.transport.spec import ListenSpec
@@ -37,7 +38,7 @@ def test_without_a_default_route_loopback_is_advertised(monkeypatch: pytest.Monk
 
 
 def _settings(listen: list[str], advertise: str | None = None) -> SimpleNamespace:
-    return SimpleNamespace(server=SimpleNamespace(listen=listen, advertise=advertise))
+    return SimpleNamespace(server=ServerSettings(listen=listen, advertise=advertise))
 
 
 def test_a_wildcard_listen_advertises_the_route_source(monkeypatch: pytest.MonkeyPatch) -> None:

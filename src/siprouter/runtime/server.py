@@ -30,7 +30,7 @@ from ..transaction.layer import TransactionLayer
 from ..transaction.timers import TimerSettings
 from ..transport.local import interface_addresses, is_wildcard, wildcard_advertise
 from ..transport.manager import TransportManager
-from ..transport.spec import ListenSpec, TransportSettings, parse_hostport
+from ..transport.spec import ListenSpec, TransportSettings
 from .core import Core
 from .ipc import Peers, ReplicatedLocation
 from .workers import bind_udp_groups, close_groups, resolve_ports, supervise
@@ -240,16 +240,11 @@ async def _main(settings: Any, script: Any, peers: Peers | None = None,
     return 0
 
 
-def _listen_specs(settings: Any, listen: list[Any] | None = None) -> list[ListenSpec]:
-    """``listen`` (default: ``[server] listen``) parsed, with ``[server] advertise`` applied
-    where a listen has no ``advertise`` of its own."""
-    if listen is None:
-        listen = settings.server.listen
-    specs = [ListenSpec.parse(x) if isinstance(x, str) else x for x in listen]
-    advertise = getattr(settings.server, "advertise", None)
-    if advertise:
-        ahost, aport = parse_hostport(advertise, "advertise")
-        specs = [sp.with_advertise(ahost, aport) for sp in specs]
+def _listen_specs(settings: Any, listen: list[ListenSpec] | None = None) -> list[ListenSpec]:
+    """``listen`` (default: ``[server] listen`` with ``[server] advertise`` applied,
+    ``ServerSettings.listen_specs``), with an address for every wildcard listen that
+    advertises none."""
+    specs = settings.server.listen_specs() if listen is None else listen
     out = []
     for sp in specs:
         if sp.advertise_host is None and is_wildcard(sp.host):
