@@ -105,13 +105,25 @@ def make_response(
         reason = REASONS.get(status, "Unknown")
     out = [f"SIP/2.0 {status} {_clean(reason)}\r\n"]
     add_tag = bool(to_tag) and status != 100 and request.to_tag is None
-    for c, value in request.wire_items_of(_COPIED_100 if status == 100 else _COPIED_SET):
-        if c == "timestamp":
-            out.append(f"Timestamp: {value}\r\n")
-            continue
-        if c == "to" and add_tag:
+    if not add_tag:
+        # the lines as the request has them (no To tag to add): no line written again
+        lines = request.wire_lines_of(_COPIED_100 if status == 100 else _COPIED_SET)
+        if lines:
+            out.append("\r\n".join(lines))
+            out.append("\r\n")
+        return _finish(out, headers, body, server)
+    for c, value in request.wire_items_of(_COPIED_SET):
+        if c == "to":
             value = f"{value};tag={to_tag}"
         out.append(f"{_DISPLAY_COPIED[c]}: {value}\r\n")
+    return _finish(out, headers, body, server)
+
+
+def _finish(
+    out: list[str], headers: Iterable[tuple[str, str]], body: bytes, server: str | None
+) -> bytes:
+    """The rest of a response after the copied lines: extra headers, Server, Content-Length,
+    the body."""
     for name, value in headers:
         out.append(f"{name}: {_clean(value)}\r\n")
     if server:

@@ -372,6 +372,13 @@ class SipMessage:
         """``(canonical name, wire-form value)`` of every line whose name is in ``names``."""
         return [(h[0], h[1]) for h in self._hdrs if h[0] in names]  # type: ignore[misc]
 
+    def wire_lines_of(self, names: frozenset[str]) -> list[str]:
+        """Every header line whose canonical name is in ``names``, without its line end, as
+        :meth:`to_bytes` writes it: as received (name spelling, compact form, folding) unless
+        edited since, in wire form."""
+        return [h[2] if h[2] is not None else _written_line(h)
+                for h in self._hdrs if h[0] in names]
+
     def wire_values_of(self, names: frozenset[str]) -> list[str]:
         """Wire-form values of every line whose canonical name is in ``names``, in order."""
         return [h[1] for h in self._hdrs if h[0] in names]  # type: ignore[misc]

@@ -1,0 +1,76 @@
+"""make_response: which lines a response copies from its request, and in what form."""
+
+from __future__ import annotations
+
+import pytest
+
+from siprouter.sip.build import make_response
+from siprouter.sip.message import parse_message
+
+INVITE = (
+    b"INVITE sip:bob@example.com SIP/2.0\r\n"
+    b"v: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport\r\n"
+    b"VIA: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK2\r\n"
+    b"Max-Forwards: 70\r\n"
+    b"f: \"A\" <sip:alice@example.com>;tag=a1\r\n"
+    b"To: <sip:bob@example.com>\r\n"
+    b"i: c1@example.com\r\n"
+    b"CSeq: 1 INVITE\r\n"
+    b"Timestamp: 54\r\n"
+    b"Subject: folded\r\n"
+    b" over two lines\r\n"
+    b"Content-Length: 0\r\n\r\n"
+)
+
+
+def test_100_copies_the_lines_as_received_with_timestamp() -> None:
+    req = parse_message(INVITE)
+    out = make_response(req, 100, "Trying", server="sr")
+    assert out == (
+        b"SIP/2.0 100 Trying\r\n"
+        b"v: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport\r\n"
+        b"VIA: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK2\r\n"
+        b"f: \"A\" <sip:alice@example.com>;tag=a1\r\n"
+        b"To: <sip:bob@example.com>\r\n"
+        b"i: c1@example.com\r\n"
+        b"CSeq: 1 INVITE\r\n"
+        b"Timestamp: 54\r\n"
+        b"Server: sr\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    # and it parses back with the same values
+    resp = parse_message(out)
+    assert resp.status == 100
+    assert resp.get_all("via") == req.get_all("via")
+    assert resp.from_tag == "a1" and resp.to_tag is None and resp.call_id == "c1@example.com"
+
+
+def test_an_edited_via_is_copied_as_edited() -> None:
+    req = parse_message(INVITE)
+    req.replace_first("via", "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport=5070;received=1.2.3.4")
+    out = make_response(req, 100, "Trying")
+    resp = parse_message(out)
+    assert resp.get("via") == "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport=5070;received=1.2.3.4"
+    assert resp.get_all("via")[1] == "SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK2"
+
+
+@pytest.mark.parametrize("status", [180, 200, 404])
+def test_a_final_or_provisional_with_a_tag_adds_it_and_drops_timestamp(status: int) -> None:
+    req = parse_message(INVITE)
+    resp = parse_message(make_response(req, status, to_tag="t9"))
+    assert resp.status == status
+    assert resp.to_tag == "t9"
+    assert resp.get("timestamp") is None
+    assert resp.get_all("via") == req.get_all("via")
+    assert resp.cseq_num == 1 and resp.cseq_method == "INVITE"
+
+
+def test_in_dialog_request_keeps_its_to_tag_and_no_timestamp() -> None:
+    req = parse_message(INVITE.replace(b"To: <sip:bob@example.com>", b"To: <sip:bob@example.com>;tag=b2"))
+    out = make_response(req, 200, to_tag="other", headers=[("X-A", "1\r\n2")], body=b"hi")
+    resp = parse_message(out)
+    assert resp.to_tag == "b2"
+    assert resp.get("timestamp") is None
+    assert resp.get("x-a") == "1  2"  # CR and LF in caller text become spaces
+    assert resp.body == b"hi" and resp.get("content-length") == "2"
+    assert b"To: <sip:bob@example.com>;tag=b2\r\n" in out
