@@ -512,3 +512,75 @@ def test_non_ascii_digits_in_cseq_are_invalid() -> None:
     )
     with pytest.raises(ValueError):
         _ = msg.cseq_num
+
+
+edit = st.one_of(
+    st.tuples(st.just("add"), st.sampled_from(["Via", "x-new", "Record-Route", "v", "Subject"]),
+              st.text(alphabet="abc;=:, \xe9", max_size=10), st.booleans()),
+    st.tuples(st.just("set"), st.sampled_from(["max-forwards", "to", "x-other"]),
+              st.text(alphabet="abc;=1 \xe9", max_size=10), st.just(False)),
+    st.tuples(st.just("remove"), st.sampled_from(["via", "to", "x-new"]), st.just(""),
+              st.just(False)),
+    st.tuples(st.just("pop"), st.sampled_from(["via", "route"]), st.just(""), st.just(False)),
+    st.tuples(st.just("ruri"), st.just(""), st.sampled_from(["sip:b@c", "sip:\xe9@d"]),
+              st.just(False)),
+)
+
+
+@SETTINGS
+@given(header_block, st.lists(edit, max_size=5))
+def test_c_serializer_agrees_with_python_writer(block: str, edits: list) -> None:
+    """siprouter.sip._scan.serialize writes what message._write_out writes, for a parsed
+    message after any edits, or declines; to_bytes() is that same text either way."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip import message
+
+    data = ("OPTIONS sip:a@h SIP/2.0\r\n" + block + "\r\n").encode("latin-1") + b"body"
+    try:
+        msg = parse_message(data)
+    except ParseError:
+        return
+    for op, name, value, flag in edits:
+        if op == "add":
+            msg.add(name, value, first=flag)
+        elif op == "set":
+            msg.set(name, value)
+        elif op == "remove":
+            msg.remove(name)
+        elif op == "pop":
+            msg.remove_first_value(name)
+        else:
+            msg.ruri = value
+    out = msg.to_bytes()
+    if not msg._edited:
+        assert out == data[: len(out)]
+        return
+    first = msg._first or msg.first_line()
+    py = message._write_out(first, msg._hdrs, msg._body)
+    got = scan.serialize(first, msg._hdrs, msg._body, message._DISPLAY)
+    assert got is None or got == py
+    assert out == py
+
+
+def test_c_serializer_declines_what_it_cannot_write() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    display = {"via": "Via"}
+    line = ["via", "a", "Via: a", "Via"]
+    assert scan.serialize("X", [line], b"b", display) == b"X\r\nVia: a\r\n\r\nb"
+    # an edited entry: its written name, else the display name of its canonical name
+    assert scan.serialize("X", [["via", "b", None, "v"]], b"", display) == b"X\r\nv: b\r\n\r\n"
+    assert scan.serialize("X", [["via", "b", None, None]], b"", display) == b"X\r\nVia: b\r\n\r\n"
+    assert scan.serialize("X", [["via", "b", None, ""]], b"", display) == b"X\r\nVia: b\r\n\r\n"
+    assert scan.serialize("X", [], b"", display) == b"X\r\n\r\n"
+    # the Python writer's cases: a name without a display spelling, text beyond latin-1,
+    # an entry that is not an index_headers list
+    assert scan.serialize("X", [["x-a", "b", None, None]], b"", display) is None
+    assert scan.serialize("X", [["via", "\u20ac", None, None]], b"", display) is None
+    assert scan.serialize("X", [["via", "a", "Via: \u20ac", "Via"]], b"", display) is None
+    assert scan.serialize("\u20ac", [line], b"", display) is None
+    assert scan.serialize("X", [("via", "a", "Via: a", "Via")], b"", display) is None
+    assert scan.serialize("X", [["via", "a"]], b"", display) is None
+    with pytest.raises(TypeError):
+        scan.serialize("X", [line], "body", display)
+    with pytest.raises(TypeError):
+        scan.serialize("X", [line], b"")

@@ -23,6 +23,9 @@
  *
  * memo_key(text) gives the key under which validation remembers its verdict on a From, To,
  * Route or Record-Route value (see below).
+ *
+ * serialize(first, hdrs, body, display) writes a message out as SipMessage.to_bytes does in
+ * Python (see below), into one bytes object sized in a first pass.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -537,6 +540,95 @@ static PyObject *memo_key(PyObject *self, PyObject *text) {
     return key;
 }
 
+/* serialize(first, hdrs, body, display) -> bytes | None: the start line `first`, CRLF, then
+ * for each entry of `hdrs` (the [canonical name, value, line, written name] lists of
+ * index_headers, as edited since) its line as received, or when that is None (an edited
+ * entry) "name: value" with the written name, or else display[canonical name]; each line
+ * ended by CRLF, then CRLF and `body`. None when some part is not a str of one byte per code
+ * point, an entry is not such a list, or an edited entry's name is not known that way: the
+ * caller then writes it in Python (the same result, or the same error). */
+static int one_byte_str(PyObject *o) {
+    return PyUnicode_Check(o) && PyUnicode_READY(o) == 0
+        && PyUnicode_KIND(o) == PyUnicode_1BYTE_KIND;
+}
+
+static PyObject *serialize(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyList_Check(args[1]) || !PyBytes_Check(args[2])
+        || !PyDict_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "serialize(first: str, hdrs: list, body: bytes, display: dict)");
+        return NULL;
+    }
+    PyObject *first = args[0], *hdrs = args[1], *body = args[2], *display = args[3];
+    if (!one_byte_str(first))
+        goto python;
+    Py_ssize_t count = PyList_GET_SIZE(hdrs);
+    Py_ssize_t total = PyUnicode_GET_LENGTH(first) + 2 + 2 + PyBytes_GET_SIZE(body);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *h = PyList_GET_ITEM(hdrs, i);
+        if (!PyList_Check(h) || PyList_GET_SIZE(h) < 4)
+            Py_RETURN_NONE;
+        PyObject *line = PyList_GET_ITEM(h, 2);
+        if (line != Py_None) {
+            if (!one_byte_str(line))
+                goto python;
+            total += PyUnicode_GET_LENGTH(line) + 2;
+            continue;
+        }
+        PyObject *name = PyList_GET_ITEM(h, 3);
+        if (name == Py_None || (PyUnicode_Check(name) && PyUnicode_GET_LENGTH(name) == 0)) {
+            PyObject *canon = PyList_GET_ITEM(h, 0);
+            name = PyUnicode_Check(canon) ? PyDict_GetItemWithError(display, canon) : NULL;
+            if (name == NULL)
+                goto python;
+        }
+        PyObject *value = PyList_GET_ITEM(h, 1);
+        if (!one_byte_str(name) || !one_byte_str(value))
+            goto python;
+        total += PyUnicode_GET_LENGTH(name) + 2 + PyUnicode_GET_LENGTH(value) + 2;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL)
+        return NULL;
+    char *w = PyBytes_AS_STRING(out);
+#define PUT_STR(o)                                                     \
+    do {                                                               \
+        Py_ssize_t len_ = PyUnicode_GET_LENGTH(o);                     \
+        memcpy(w, PyUnicode_1BYTE_DATA(o), (size_t)len_);              \
+        w += len_;                                                     \
+    } while (0)
+    PUT_STR(first);
+    *w++ = '\r';
+    *w++ = '\n';
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *h = PyList_GET_ITEM(hdrs, i);
+        PyObject *line = PyList_GET_ITEM(h, 2);
+        if (line != Py_None) {
+            PUT_STR(line);
+        } else {
+            PyObject *name = PyList_GET_ITEM(h, 3);
+            if (name == Py_None || PyUnicode_GET_LENGTH(name) == 0)
+                name = PyDict_GetItem(display, PyList_GET_ITEM(h, 0)); /* found above */
+            PUT_STR(name);
+            *w++ = ':';
+            *w++ = ' ';
+            PUT_STR(PyList_GET_ITEM(h, 1));
+        }
+        *w++ = '\r';
+        *w++ = '\n';
+    }
+#undef PUT_STR
+    *w++ = '\r';
+    *w++ = '\n';
+    memcpy(w, PyBytes_AS_STRING(body), (size_t)PyBytes_GET_SIZE(body));
+    return out;
+python:
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef scan_methods[] = {
     {"index_headers", (PyCFunction)(void (*)(void))index_headers, METH_FASTCALL,
      "index_headers(block, entries) -> list | None: the header-line index (see the module)."},
@@ -544,6 +636,8 @@ static PyMethodDef scan_methods[] = {
      "via_parm(text) -> (transport, host, port, params) | None: the common form of a via-parm."},
     {"memo_key", (PyCFunction)memo_key, METH_O,
      "memo_key(text) -> str | None: the memo key of a From/To/Route value (see the module)."},
+    {"serialize", (PyCFunction)(void (*)(void))serialize, METH_FASTCALL,
+     "serialize(first, hdrs, body, display) -> bytes | None: a message written out."},
     {NULL, NULL, 0, NULL},
 };
 

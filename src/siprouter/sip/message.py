@@ -44,6 +44,9 @@ from .headers import (
 # Python install does the same work in _fast_headers.
 _IndexHeaders = Callable[[str, dict[str, tuple[str, str]]], list[list[str | None]] | None]
 _c_index_headers: Final[_IndexHeaders | None] = native("siprouter.sip._scan", "index_headers")
+# SipMessage.to_bytes in C when built (None when some part needs the Python path)
+_Serialize = Callable[[str, list[list[str | None]], bytes, dict[str, str]], bytes | None]
+_c_serialize: Final[_Serialize | None] = native("siprouter.sip._scan", "serialize")
 
 __all__ = [
     "COMPACT_FORMS",
@@ -648,12 +651,11 @@ class SipMessage:
             else:
                 first = f"{self.version} {self.status} {self._reason}"
             self._first = first
-        parts = [first]
-        for h in self._hdrs:
-            line = h[2]  # the line as received, without its line end; None once edited
-            parts.append(_written_line(h) if line is None else line)
-        parts.append("\r\n")
-        return "\r\n".join(parts).encode("latin-1") + self._body
+        if _c_serialize is not None:
+            data = _c_serialize(first, self._hdrs, self._body, _DISPLAY)
+            if data is not None:
+                return data
+        return _write_out(first, self._hdrs, self._body)
 
     def _line_at(self, i: int) -> int:
         """Where header entry ``i`` starts in ``raw`` while no entry is edited (every line as
@@ -736,6 +738,18 @@ def _digits_value(s: str) -> int:
     for i in range(len(s)):
         n = n * 10 + (ord(s[i]) - 48)
     return n
+
+
+def _write_out(first: str, hdrs: list[list[str | None]], body: bytes) -> bytes:
+    """A message written out: the start line, each header line (as received, or as
+    :func:`_written_line` writes an edited entry), each ended by CRLF, an empty line and the
+    body. ``siprouter.sip._scan.serialize`` does the same in C."""
+    parts = [first]
+    for h in hdrs:
+        line = h[2]  # the line as received, without its line end; None once edited
+        parts.append(_written_line(h) if line is None else line)
+    parts.append("\r\n")
+    return "\r\n".join(parts).encode("latin-1") + body
 
 
 def _written_line(h: list[str | None]) -> str:
