@@ -584,3 +584,71 @@ def test_c_serializer_declines_what_it_cannot_write() -> None:
         scan.serialize("X", [line], "body", display)
     with pytest.raises(TypeError):
         scan.serialize("X", [line], b"")
+
+
+via_value = st.one_of(
+    sip_text,
+    st.builds(lambda a, b, c: f"SIP/2.0/UDP h{a};BrAnCh={b}{c}", sip_text,
+              st.text(alphabet="z9hG4bK-.x", max_size=12), sip_text),
+    st.builds(lambda a, b: f" SIP/2.0/UDP h;branch=z9hG4bK{a}\xa0,{b}", sip_text, sip_text),
+)
+
+
+@SETTINGS
+@given(via_value)
+def test_c_via_branch_agrees_with_python_reader(raw: str) -> None:
+    """siprouter.sip._scan.via_branch reads the branch message._via_branch_py reads, or
+    declines when it does (and for text beyond latin-1, which the full parser reads)."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip import message
+
+    got, py = scan.via_branch(raw), message._via_branch_py(raw)
+    if got is None and py is not None:  # C reads only text of one byte per code point
+        assert max(map(ord, raw)) > 0xFF
+    else:
+        assert got == py
+
+
+cseq_value = st.one_of(
+    sip_text,
+    st.builds(lambda a, n, b, m, c: f"{a}{n}{b}{m}{c}",
+              st.sampled_from(["", " ", "\t", "\xa0", "\x1c"]),
+              st.one_of(st.integers(0, 2**31 + 5).map(str), st.sampled_from(["00", "²", "1x"])),
+              st.sampled_from([" ", "  ", "\t", "\x85", ""]),
+              st.sampled_from(["INVITE", "BYE", "invite", "X-Y", "ACK BYE", "É"]),
+              st.sampled_from(["", " ", "\r\n", "\xa0"])),
+)
+
+
+@SETTINGS
+@given(cseq_value)
+def test_c_cseq_reader_agrees_with_python_reader(value: str) -> None:
+    """siprouter.sip._scan.cseq reads what message._cseq_py reads; it declines every value
+    the Python reader refuses (and text beyond latin-1)."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip import message
+
+    got = scan.cseq(value)
+    try:
+        py = message._cseq_py(value)
+    except ValueError:
+        assert got is None
+        return
+    if got is None:  # C reads only text of one byte per code point
+        assert max(map(ord, value)) > 0xFF
+    else:
+        assert got == py
+
+
+def test_c_cseq_reader_shares_method_names() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    a, b = scan.cseq("1 INVITE"), scan.cseq(" 2147483647\tINVITE ")
+    assert a == (1, "INVITE") and b == (2147483647, "INVITE") and a[1] is b[1]
+    assert scan.cseq("2147483648 INVITE") is None
+    assert scan.cseq("1 INVITE x") is None
+    assert scan.cseq("12345678901 BYE") is None
+    assert scan.via_branch("SIP/2.0/UDP h;branch=z9hG4bKa;rport, SIP/2.0/UDP k") == "z9hG4bKa"
+    assert scan.via_branch("SIP/2.0/UDP h;branch=a;branch=b") is None
+    assert scan.via_branch('SIP/2.0/UDP h;branch=a;x="q"') is None
+    with pytest.raises(TypeError):
+        scan.cseq(b"1 INVITE")

@@ -24,6 +24,9 @@
  * memo_key(text) gives the key under which validation remembers its verdict on a From, To,
  * Route or Record-Route value (see below).
  *
+ * via_branch(value) and cseq(value) read the top Via's branch and a CSeq as SipMessage does in
+ * Python (see below).
+ *
  * serialize(first, hdrs, body, display) writes a message out as SipMessage.to_bytes does in
  * Python (see below), into one bytes object sized in a first pass.
  */
@@ -240,6 +243,28 @@ static const char *const TRANSPORTS[] = {"UDP", "TCP", "TLS", "SCTP", "TLS-SCTP"
 #define N_TRANSPORTS (sizeof(TRANSPORTS) / sizeof(TRANSPORTS[0]))
 static PyObject *transport_str[N_TRANSPORTS];
 
+/* the Via parameter names nearly every Via carries, as interned str (their hash kept): a
+ * params dict takes these instead of a new str per parameter */
+static const char *const PARAM_KEYS[] = {"branch", "rport", "received", "ttl", "maddr", "alias"};
+enum { KEY_BRANCH, KEY_RPORT, KEY_RECEIVED, KEY_TTL, KEY_MADDR, KEY_ALIAS };
+#define N_PARAM_KEYS (sizeof(PARAM_KEYS) / sizeof(PARAM_KEYS[0]))
+static PyObject *param_key[N_PARAM_KEYS];
+
+/* the interned key for the name s[0:n] in any case (borrowed), or NULL */
+static PyObject *known_key(const Py_UCS1 *s, Py_ssize_t n) {
+    for (size_t k = 0; k < N_PARAM_KEYS; k++) {
+        const char *name = PARAM_KEYS[k];
+        if ((Py_ssize_t)strlen(name) != n)
+            continue;
+        Py_ssize_t i = 0;
+        while (i < n && Py_TOLOWER(s[i]) == (Py_UCS1)name[i])
+            i++;
+        if (i == n)
+            return param_key[k];
+    }
+    return NULL;
+}
+
 static inline int is_alnum(Py_UCS1 c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
@@ -329,14 +354,19 @@ static PyObject *via_parm(PyObject *self, PyObject *text) {
             Py_DECREF(value);
             goto decline;
         }
-        PyObject *key = PyUnicode_New(ke - ks, 127);
-        if (key == NULL) {
-            Py_DECREF(value);
-            goto error;
+        PyObject *key = known_key(s + ks, ke - ks);
+        if (key != NULL) {
+            Py_INCREF(key);
+        } else {
+            key = PyUnicode_New(ke - ks, 127);
+            if (key == NULL) {
+                Py_DECREF(value);
+                goto error;
+            }
+            Py_UCS1 *kd = PyUnicode_1BYTE_DATA(key);
+            for (Py_ssize_t i = ks; i < ke; i++)
+                kd[i - ks] = (Py_UCS1)Py_TOLOWER(s[i]);
         }
-        Py_UCS1 *kd = PyUnicode_1BYTE_DATA(key);
-        for (Py_ssize_t i = ks; i < ke; i++)
-            kd[i - ks] = (Py_UCS1)Py_TOLOWER(s[i]);
         int rc = PyDict_SetItem(params, key, value);
         Py_DECREF(key);
         Py_DECREF(value);
@@ -344,7 +374,9 @@ static PyObject *via_parm(PyObject *self, PyObject *text) {
             goto error;
     }
     /* ttl: a number up to 255; branch: with a value */
-    PyObject *ttl = PyDict_GetItemString(params, "ttl");
+    PyObject *ttl = PyDict_GetItemWithError(params, param_key[KEY_TTL]);
+    if (ttl == NULL && PyErr_Occurred())
+        goto error;
     if (ttl != NULL) {
         if (ttl == Py_None)
             goto decline;
@@ -361,7 +393,9 @@ static PyObject *via_parm(PyObject *self, PyObject *text) {
         if (v > 255)
             goto decline;
     }
-    PyObject *branch = PyDict_GetItemString(params, "branch");
+    PyObject *branch = PyDict_GetItemWithError(params, param_key[KEY_BRANCH]);
+    if (branch == NULL && PyErr_Occurred())
+        goto error;
     if (branch == Py_None)
         goto decline;
     PyObject *host = PyUnicode_Substring(text, hs, he);
@@ -629,6 +663,134 @@ python:
     Py_RETURN_NONE;
 }
 
+/* via_branch(value) -> str | None: the branch of the first via-parm of a Via value, read
+ * from the text as SipMessage.top_branch reads it in Python: the value has no '"' or '<', its
+ * first item (up to the first comma, stripped as str.strip() strips) is not empty and holds
+ * ";branch=" (any case) exactly once, followed by a non-empty run up to the first of "; \t,".
+ * None otherwise: the caller then asks the full Via parser. */
+static inline int py_space(Py_UCS1 c) { /* str.isspace() for one latin-1 code point */
+    return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f) || c == 0x85
+        || c == 0xa0;
+}
+
+static PyObject *via_branch(PyObject *self, PyObject *text) {
+    (void)self;
+    if (ready_str(text, "via_branch(value: str)") < 0)
+        return NULL;
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), end = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_UCS1 c = s[i];
+        if (c == '"' || c == '<')
+            Py_RETURN_NONE;
+        if (c == ',' && end < 0)
+            end = i;
+    }
+    if (end < 0)
+        end = n;
+    Py_ssize_t a = 0;
+    while (a < end && py_space(s[a]))
+        a++;
+    while (end > a && py_space(s[end - 1]))
+        end--;
+    if (end == a)
+        Py_RETURN_NONE;
+    static const char want[] = ";branch=";
+    Py_ssize_t found = -1;
+    for (Py_ssize_t i = a; i + 8 <= end; i++) {
+        if (s[i] != ';')
+            continue;
+        Py_ssize_t j = 1;
+        while (j < 8 && Py_TOLOWER(s[i + j]) == (Py_UCS1)want[j])
+            j++;
+        if (j < 8)
+            continue;
+        if (found >= 0)
+            Py_RETURN_NONE; /* twice: the full parser decides */
+        found = i;
+        i += 7;
+    }
+    if (found < 0)
+        Py_RETURN_NONE;
+    Py_ssize_t k = found + 8, e = k;
+    while (e < end && s[e] != ';' && s[e] != ',' && s[e] != ' ' && s[e] != '\t')
+        e++;
+    if (e == k)
+        Py_RETURN_NONE;
+    return PyUnicode_Substring(text, k, e);
+}
+
+/* cseq(value) -> (number, method) | None: a CSeq value as SipMessage reads it: two words
+ * (str.split()), the first 1 to 10 ASCII digits below 2**31. The method of a request we know
+ * comes back as one shared str. None otherwise (the caller names the error). */
+static const char *const METHODS[] = {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS",
+                                      "PRACK", "UPDATE", "INFO", "MESSAGE", "SUBSCRIBE",
+                                      "NOTIFY", "REFER", "PUBLISH"};
+#define N_METHODS (sizeof(METHODS) / sizeof(METHODS[0]))
+static PyObject *method_str[N_METHODS];
+
+static PyObject *cseq(PyObject *self, PyObject *text) {
+    (void)self;
+    if (ready_str(text, "cseq(value: str)") < 0)
+        return NULL;
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), i = 0;
+    while (i < n && py_space(s[i]))
+        i++;
+    Py_ssize_t ds = i;
+    long long num = 0;
+    while (i < n && s[i] >= '0' && s[i] <= '9') {
+        num = num * 10 + (s[i] - '0');
+        i++;
+        if (i - ds > 10)
+            Py_RETURN_NONE;
+    }
+    if (i == ds || i == n || !py_space(s[i]) || num >= 2147483648LL)
+        Py_RETURN_NONE;
+    while (i < n && py_space(s[i]))
+        i++;
+    Py_ssize_t ms = i;
+    while (i < n && !py_space(s[i]))
+        i++;
+    Py_ssize_t me = i;
+    while (i < n && py_space(s[i]))
+        i++;
+    if (me == ms || i != n)
+        Py_RETURN_NONE;
+    PyObject *method = NULL;
+    for (size_t m = 0; m < N_METHODS; m++) {
+        const char *name = METHODS[m];
+        if ((Py_ssize_t)strlen(name) == me - ms && memcmp(name, s + ms, (size_t)(me - ms)) == 0) {
+            method = method_str[m];
+            Py_INCREF(method);
+            break;
+        }
+    }
+    if (method == NULL) {
+        method = PyUnicode_Substring(text, ms, me);
+        if (method == NULL)
+            return NULL;
+    }
+    PyObject *number = PyLong_FromLongLong(num);
+    if (number == NULL) {
+        Py_DECREF(method);
+        return NULL;
+    }
+    PyObject *out = PyTuple_New(2);
+    if (out == NULL) {
+        Py_DECREF(number);
+        Py_DECREF(method);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 0, number);
+    PyTuple_SET_ITEM(out, 1, method);
+    return out;
+}
+
 static PyMethodDef scan_methods[] = {
     {"index_headers", (PyCFunction)(void (*)(void))index_headers, METH_FASTCALL,
      "index_headers(block, entries) -> list | None: the header-line index (see the module)."},
@@ -636,6 +798,10 @@ static PyMethodDef scan_methods[] = {
      "via_parm(text) -> (transport, host, port, params) | None: the common form of a via-parm."},
     {"memo_key", (PyCFunction)memo_key, METH_O,
      "memo_key(text) -> str | None: the memo key of a From/To/Route value (see the module)."},
+    {"via_branch", (PyCFunction)via_branch, METH_O,
+     "via_branch(value) -> str | None: the top Via's branch read from the text (see above)."},
+    {"cseq", (PyCFunction)cseq, METH_O,
+     "cseq(value) -> (number, method) | None: a CSeq value read (see above)."},
     {"serialize", (PyCFunction)(void (*)(void))serialize, METH_FASTCALL,
      "serialize(first, hdrs, body, display) -> bytes | None: a message written out."},
     {NULL, NULL, 0, NULL},
@@ -653,6 +819,20 @@ PyMODINIT_FUNC PyInit__scan(void) {
         sip_colon = PyUnicode_InternFromString("sip:");
         if (tag_eq == NULL || sip_colon == NULL)
             return NULL;
+    }
+    for (size_t k = 0; k < N_PARAM_KEYS; k++) {
+        if (param_key[k] == NULL) {
+            param_key[k] = PyUnicode_InternFromString(PARAM_KEYS[k]);
+            if (param_key[k] == NULL)
+                return NULL;
+        }
+    }
+    for (size_t m = 0; m < N_METHODS; m++) {
+        if (method_str[m] == NULL) {
+            method_str[m] = PyUnicode_InternFromString(METHODS[m]);
+            if (method_str[m] == NULL)
+                return NULL;
+        }
     }
     for (size_t t = 0; t < N_TRANSPORTS; t++) {
         if (transport_str[t] == NULL) {

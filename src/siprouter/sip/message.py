@@ -47,6 +47,13 @@ _c_index_headers: Final[_IndexHeaders | None] = native("siprouter.sip._scan", "i
 # SipMessage.to_bytes in C when built (None when some part needs the Python path)
 _Serialize = Callable[[str, list[list[str | None]], bytes, dict[str, str]], bytes | None]
 _c_serialize: Final[_Serialize | None] = native("siprouter.sip._scan", "serialize")
+# the top Via's branch and the CSeq read from the text in C (None: ask the Python path)
+_c_via_branch: Final[Callable[[str], str | None] | None] = native(
+    "siprouter.sip._scan", "via_branch"
+)
+_c_cseq: Final[Callable[[str], tuple[int, str] | None] | None] = native(
+    "siprouter.sip._scan", "cseq"
+)
 
 __all__ = [
     "COMPACT_FORMS",
@@ -537,14 +544,8 @@ class SipMessage:
             v = self.get("cseq")
             if v is None:
                 raise ValueError("no CSeq header")
-            parts = v.split()
-            if (len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii()
-                    or len(parts[0]) > 10):
-                raise ValueError(f"invalid CSeq: {v!r}")
-            num = _digits_value(parts[0])
-            if num >= 2**31:
-                raise ValueError(f"CSeq number out of range: {v!r}")
-            c = self._cseq = (num, parts[1])
+            c = _c_cseq(v) if _c_cseq is not None else None
+            self._cseq = c = c or _cseq_py(v)
         return c
 
     @property
@@ -608,18 +609,8 @@ class SipMessage:
         raw = self.get("via")
         if raw is None:
             return None
-        cut = cut_first_item(raw)  # None for a quote or '<' anywhere: the general case decides
-        if cut is None:
-            return self.branch
-        first = cut[0]
-        low = first.lower()
-        p = low.find(";branch=")
-        if p >= 0 and low.find(";branch=", p + 8) < 0:
-            k = p + 8
-            e = _value_end(first, k)
-            if e > k:
-                return first[k:e]
-        return self.branch
+        b = _c_via_branch(raw) if _c_via_branch is not None else _via_branch_py(raw)
+        return b if b is not None else self.branch
 
     @property
     def from_tag(self) -> str | None:
@@ -729,6 +720,37 @@ class SipMessage:
         if self.is_request:
             return f"<SipMessage {self.method} {self.ruri} call-id={self.call_id!r}>"
         return f"<SipMessage {self.status} {self.reason} call-id={self.call_id!r}>"
+
+
+def _via_branch_py(raw: str) -> str | None:
+    """The branch of the first via-parm of the Via value ``raw`` read from the text, when it
+    holds exactly one ``branch`` parameter (any case) with a plain value; None when the full
+    parser must decide. ``siprouter.sip._scan.via_branch`` does the same in C."""
+    cut = cut_first_item(raw)  # None for a quote or '<' anywhere
+    if cut is None:
+        return None
+    first = cut[0]
+    low = first.lower()
+    p = low.find(";branch=")
+    if p >= 0 and low.find(";branch=", p + 8) < 0:
+        k = p + 8
+        e = _value_end(first, k)
+        if e > k:
+            return first[k:e]
+    return None
+
+
+def _cseq_py(v: str) -> tuple[int, str]:
+    """A CSeq value read: (number, method); ValueError when it is not two words, the first
+    1 to 10 ASCII digits below 2**31. ``siprouter.sip._scan.cseq`` reads the same in C."""
+    parts = v.split()
+    if (len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii()
+            or len(parts[0]) > 10):
+        raise ValueError(f"invalid CSeq: {v!r}")
+    num = _digits_value(parts[0])
+    if num >= 2**31:
+        raise ValueError(f"CSeq number out of range: {v!r}")
+    return num, parts[1]
 
 
 def _digits_value(s: str) -> int:
