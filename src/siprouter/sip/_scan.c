@@ -680,16 +680,11 @@ static PyObject *via_branch(PyObject *self, PyObject *text) {
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), end = -1;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        Py_UCS1 c = s[i];
-        if (c == '"' || c == '<')
-            Py_RETURN_NONE;
-        if (c == ',' && end < 0)
-            end = i;
-    }
-    if (end < 0)
-        end = n;
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (memchr(s, '"', (size_t)n) != NULL || memchr(s, '<', (size_t)n) != NULL)
+        Py_RETURN_NONE;
+    const Py_UCS1 *comma = memchr(s, ',', (size_t)n);
+    Py_ssize_t end = comma != NULL ? comma - s : n;
     Py_ssize_t a = 0;
     while (a < end && py_space(s[a]))
         a++;
@@ -700,8 +695,10 @@ static PyObject *via_branch(PyObject *self, PyObject *text) {
     static const char want[] = ";branch=";
     Py_ssize_t found = -1;
     for (Py_ssize_t i = a; i + 8 <= end; i++) {
-        if (s[i] != ';')
-            continue;
+        const Py_UCS1 *semi = memchr(s + i, ';', (size_t)(end - 8 - i + 1));
+        if (semi == NULL)
+            break;
+        i = semi - s;
         Py_ssize_t j = 1;
         while (j < 8 && Py_TOLOWER(s[i + j]) == (Py_UCS1)want[j])
             j++;
