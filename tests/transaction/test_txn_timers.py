@@ -158,3 +158,20 @@ def test_wheel_agrees_with_a_sorted_list_model() -> None:
                 assert ds == sorted(ds)
                 model = {h: v for h, v in model.items() if v[0] > now}
             assert len(w) == len(model)
+
+
+def test_wheel_entry_is_its_handle_and_belongs_to_its_wheel() -> None:
+    """add() returns the entry, which remove() takes; an entry of another wheel is left alone
+    (it is not counted out of this one), and removing after it came due is a no-op."""
+    from siprouter.transaction.timers import TimerWheel
+
+    w, other = TimerWheel(), TimerWheel()
+    e = w.add(1.0, "a", "F")
+    f = other.add(0.5, "b")
+    assert e.kind == "F" and e.deadline == 1.0 and e.item == "a"
+    w.remove(f)
+    assert len(w) == 1 and len(other) == 1 and other.next_deadline() == 0.5
+    assert w.pop_due(1.0) == "a" and len(w) == 0
+    w.remove(e)  # came due already
+    assert len(w) == 0 and w.next_deadline() is None
+    assert other.pop_due(0.5) == "b"

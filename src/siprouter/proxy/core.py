@@ -37,7 +37,7 @@ from ..sip.build import make_response, new_tag
 from ..sip.message import SipMessage, parse_message
 from ..sip.types import Endpoint
 from ..transaction.layer import TransactionLayer
-from ..transaction.timers import TimerWheel
+from ..transaction.timers import TimerEntry, TimerWheel
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class Branch:
         "cancelled",
         "ct",
         "dest",
-        "fr_seq",
+        "fr_entry",
         "idx",
         "provisional",
         "rc",
@@ -93,7 +93,7 @@ class Branch:
         self.provisional = False
         self.cancelled = False
         self.synthetic = False  # the final status was made up here (timeout, transport error)
-        self.fr_seq = 0
+        self.fr_entry: TimerEntry | None = None
 
     @property
     def pending(self) -> bool:
@@ -192,7 +192,7 @@ class Proxy:
         self.perform = perform
         self.hooks = hooks
         self.server_header = server_header
-        self._timers = TimerWheel()  # fr_inv timers of branches (Branch.fr_seq: the handle)
+        self._timers = TimerWheel()  # fr_inv timers of branches (Branch.fr_entry: the handle)
         self.contexts = 0  # live response contexts (for metrics)
 
     # -- timers -----------------------------------------------------------------------------------
@@ -204,7 +204,7 @@ class Proxy:
         item = timers.pop_due(now)
         while item is not None:  # bounded: each comes out once, and nothing here re-arms one
             br = cast(Branch, item)
-            br.fr_seq = 0
+            br.fr_entry = None
             if br.status == 0:
                 self._fr_expired(br, now)
             item = timers.pop_due(now)
@@ -217,13 +217,14 @@ class Proxy:
 
     def _arm_fr(self, br: Branch, timeout: float, now: float) -> None:
         self._stop_fr(br)
-        br.fr_seq = self._timers.add(now + timeout, br)
+        br.fr_entry = self._timers.add(now + timeout, br)
 
     def _stop_fr(self, br: Branch) -> None:
         """Stop the branch's fr_inv timer: the wheel lets go of the branch at once."""
-        if br.fr_seq:
-            self._timers.remove(br.fr_seq)
-            br.fr_seq = 0
+        entry = br.fr_entry
+        if entry is not None:
+            self._timers.remove(entry)
+            br.fr_entry = None
 
     # -- contexts and branches --------------------------------------------------------------------
     def new_context(self, st: Any, request: SipMessage) -> ResponseContext:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 if TYPE_CHECKING:  # pragma: no cover
     from ..sip.message import SipMessage
     from .layer import TransactionLayer
+    from .timers import TimerEntry
 
 __all__ = ["Effect", "State", "Transaction", "compile_table"]
 
@@ -123,7 +124,7 @@ class Transaction:
         self.branch = branch
         self.last_status = 0
         self.context: Any = None
-        self._armed: dict[str, int] = {}
+        self._armed: dict[str, TimerEntry] = {}
         self._interval = 0.0
 
     def __repr__(self) -> str:

@@ -24,9 +24,10 @@ A zero-length timer fires at once, inside the call that started it (no heap entr
 
 All deadlines of a transaction layer live in one :class:`TimerWheel` (through
 :class:`TransactionTimers`, which files them by transaction and timer kind): entries are filed
-in slots of 10 ms by deadline, a dict per slot, so arming a timer and stopping it are a few dict
-operations, whatever the number of timers running; a stopped timer is taken out of its slot at
-once and keeps nothing alive. Only the slots time has reached go into a (small) heap, from which
+in slots of 10 ms by deadline, a set per slot, so arming a timer and stopping it are a few set
+and dict operations, whatever the number of timers running; a stopped timer is taken out of its
+slot at once and keeps nothing alive. The entry object :meth:`TimerWheel.add` returns is the
+handle (it knows its slot), so no handle number is made and boxed per timer. Only the slots time has reached go into a (small) heap, from which
 entries come out in deadline order. (One binary heap of every deadline with lazy cancellation
 would cost a log(n) climb per timer and keep a stopped timer's transaction until its deadline.)
 """
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING, Final, cast
 if TYPE_CHECKING:  # pragma: no cover
     from .base import Transaction
 
-__all__ = ["RESOLUTION", "TimerSettings", "TimerWheel", "TransactionTimers"]
+__all__ = ["RESOLUTION", "TimerEntry", "TimerSettings", "TimerWheel", "TransactionTimers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,29 +88,50 @@ heappop: Final = heapq.heappop
 
 RESOLUTION: Final = 0.01
 _PER_SECOND: Final = 1.0 / RESOLUTION
-# a handle is slot * _SPAN + (sequence number mod _SPAN): it names its slot, so removing an entry
-# is two dict operations; two live entries of one slot would need 2**32 timers armed in between.
-# Slots count from the wheel's first deadline, so handles stay machine-size integers for years.
-_SPAN: Final = 1 << 32
+
+# where a TimerEntry is
+_GONE: Final = 0  # came due or removed
+_IN_SLOT: Final = 1  # in the slot of its deadline (not reached yet)
+_READY: Final = 2  # in the ready heap (its slot was reached)
+
+
+class TimerEntry:
+    """One deadline in a :class:`TimerWheel`: what :meth:`TimerWheel.add` returns, and what
+    :meth:`TimerWheel.remove` takes back. ``kind`` is free for the caller (the transaction
+    timers file their timer's letter there). An entry belongs to the wheel that made it: another
+    wheel's ``remove`` leaves it alone."""
+
+    __slots__ = ("deadline", "item", "kind", "seq", "state", "tick", "wheel")
+
+    def __init__(
+        self, wheel: TimerWheel, deadline: float, item: object, kind: str, tick: int, seq: int
+    ) -> None:
+        self.wheel = wheel
+        self.deadline = deadline
+        self.item: object = item
+        self.kind = kind
+        self.tick = tick
+        self.seq = seq
+        self.state = _IN_SLOT
 
 
 class TimerWheel:
     """Deadlines in 10 ms slots, with removal (see the module docstring).
 
-    ``add(deadline, item)`` files ``item`` in the slot of its deadline and returns a handle;
-    ``remove(handle)`` takes it out again, so a stopped timer keeps nothing alive. When time
-    reaches a slot, its entries move to a small heap (``_ready``) and come out of
-    :meth:`pop_due` in deadline order, each when its own deadline is due.
+    ``add(deadline, item)`` files ``item`` in the slot of its deadline and returns its
+    :class:`TimerEntry`; ``remove(entry)`` takes it out again, so a stopped timer keeps
+    nothing alive. When time reaches a slot, its entries move to a small heap (``_ready``) and
+    come out of :meth:`pop_due` in deadline order, each when its own deadline is due.
     """
 
-    __slots__ = ("_n", "_next", "_next_ok", "_origin", "_ready", "_ready_live", "_seq", "_slots",
-                 "_ticks")
+    __slots__ = ("_n", "_next", "_next_ok", "_origin", "_ready", "_seq", "_slots", "_ticks")
 
     def __init__(self) -> None:
-        self._slots: dict[int, dict[int, tuple[float, object]]] = {}
+        self._slots: dict[int, set[TimerEntry]] = {}
         self._ticks: list[int] = []  # heap of slot numbers (one entry per slot made)
-        self._ready: list[tuple[float, int, object]] = []  # heap of entries of reached slots
-        self._ready_live: set[int] = set()  # handles in _ready not removed since
+        # heap of the entries of reached slots, by (deadline, order added); an entry removed
+        # after its slot was reached stays until it surfaces, holding nothing (state _GONE)
+        self._ready: list[tuple[float, int, TimerEntry]] = []
         self._seq = 0
         self._n = 0  # entries held (slots and _ready's live ones)
         # the earliest deadline, remembered while _next_ok (the runtime asks after every message)
@@ -127,38 +149,43 @@ class TimerWheel:
     def __len__(self) -> int:
         return self._n
 
-    def add(self, deadline: float, item: object) -> int:
-        """File ``item`` to come due at ``deadline`` (seconds); returns its handle."""
-        self._seq = seq = self._seq + 1
+    def add(self, deadline: float, item: object, kind: str = "") -> TimerEntry:
+        """File ``item`` to come due at ``deadline`` (seconds); returns its entry."""
+        self._seq += 1
         tick = self._tick(deadline)
-        handle = tick * _SPAN + 1 + seq % (_SPAN - 1)  # never 0: 0 means "no timer" to callers
+        entry = TimerEntry(self, deadline, item, kind, tick, self._seq)
         slot = self._slots.get(tick)
         if slot is None:
-            slot = self._slots[tick] = {}
+            self._slots[tick] = {entry}
             heappush(self._ticks, tick)
-        slot[handle] = (deadline, item)
+        else:
+            slot.add(entry)
         if self._n == 0:
             self._next = deadline
             self._next_ok = True
         elif self._next_ok and deadline < self._next:
             self._next = deadline
         self._n += 1
-        return handle
+        return entry
 
-    def remove(self, handle: int) -> None:
+    def remove(self, entry: TimerEntry) -> None:
         """Take an entry out (no-op when it came due or was removed already)."""
-        tick = handle // _SPAN
-        slot = self._slots.get(tick)
-        entry = slot.pop(handle, None) if slot is not None else None
-        if entry is not None:
-            self._n -= 1
-            if entry[0] <= self._next:
+        state = entry.state
+        if state == _GONE or entry.wheel is not self:
+            return
+        entry.state = _GONE
+        entry.item = None
+        self._n -= 1
+        if state == _IN_SLOT:
+            tick = entry.tick
+            slot = self._slots.get(tick)
+            if slot is not None:
+                slot.discard(entry)
+                if not slot:
+                    del self._slots[tick]
+            if entry.deadline <= self._next:
                 self._next_ok = False
-            if not slot:
-                del self._slots[tick]
-        elif handle in self._ready_live:
-            self._ready_live.discard(handle)  # its heap entry is skipped when it surfaces
-            self._n -= 1
+        else:  # in the ready heap: skipped when it surfaces
             self._next_ok = False
 
     def _promote(self) -> None:
@@ -166,15 +193,16 @@ class TimerWheel:
         tick = heappop(self._ticks)
         slot = self._slots.pop(tick, None)
         if slot is not None:
-            for handle, entry in slot.items():
-                heappush(self._ready, (entry[0], handle, entry[1]))
-                self._ready_live.add(handle)
+            ready = self._ready
+            for entry in slot:
+                entry.state = _READY
+                heappush(ready, (entry.deadline, entry.seq, entry))
 
-    def _ready_head(self) -> tuple[float, int, object] | None:
+    def _ready_head(self) -> TimerEntry | None:
         ready = self._ready
         while ready:
-            head = ready[0]
-            if head[1] in self._ready_live:
+            head = ready[0][2]
+            if head.state == _READY:
                 return head
             heappop(ready)
         return None
@@ -189,35 +217,45 @@ class TimerWheel:
         while True:
             head = self._ready_head()
             # a slot not reached yet can only hold an earlier deadline if it is head's slot
-            if head is not None and (not ticks or ticks[0] > self._tick(head[0])):
-                self._next = head[0]
+            if head is not None and (not ticks or ticks[0] > head.tick):
+                self._next = head.deadline
                 self._next_ok = True
-                return head[0]
+                return head.deadline
             if not ticks:
                 return None  # not reached while _n > 0
             self._promote()
 
-    def pop_due(self, now: float) -> object | None:
-        """Remove and return the item with the earliest deadline if it is due at ``now``."""
+    def pop_due_entry(self, now: float) -> TimerEntry | None:
+        """Remove and return the entry with the earliest deadline if it is due at ``now``
+        (its ``item`` still set)."""
         ticks = self._ticks
         last = self._tick(now)
         while ticks and ticks[0] <= last:
             self._promote()
         head = self._ready_head()
-        if head is None or head[0] > now:
+        if head is None or head.deadline > now:
             return None
         heappop(self._ready)
-        self._ready_live.discard(head[1])
+        head.state = _GONE
         self._n -= 1
         self._next_ok = False
-        return head[2]
+        return head
+
+    def pop_due(self, now: float) -> object | None:
+        """Remove and return the item with the earliest deadline if it is due at ``now``."""
+        entry = self.pop_due_entry(now)
+        if entry is None:
+            return None
+        item = entry.item
+        entry.item = None
+        return item
 
 
 class TransactionTimers:
     """The timers of a transaction layer, by transaction and kind, in one :class:`TimerWheel`.
 
-    A transaction remembers, per timer kind, the handle of its live entry (``txn._armed``);
-    re-arming or cancelling a timer removes the previous entry from the wheel."""
+    A transaction remembers, per timer kind, its live entry (``txn._armed``); re-arming or
+    cancelling a timer removes the previous entry from the wheel."""
 
     __slots__ = ("_wheel",)
 
@@ -234,19 +272,19 @@ class TransactionTimers:
         old = armed.get(kind)
         if old is not None:
             self._wheel.remove(old)
-        armed[kind] = self._wheel.add(deadline, (txn, kind))
+        armed[kind] = self._wheel.add(deadline, txn, kind)
 
     def cancel(self, txn: Transaction, kind: str) -> None:
         """Stop timer ``kind`` of ``txn`` (no-op when it is not running)."""
-        handle = txn._armed.pop(kind, None)
-        if handle is not None:
-            self._wheel.remove(handle)
+        entry = txn._armed.pop(kind, None)
+        if entry is not None:
+            self._wheel.remove(entry)
 
     def cancel_all(self, txn: Transaction) -> None:
         armed = txn._armed
         if armed:
-            for handle in armed.values():
-                self._wheel.remove(handle)
+            for entry in armed.values():
+                self._wheel.remove(entry)
             armed.clear()
 
     def next_deadline(self) -> float | None:
@@ -255,9 +293,10 @@ class TransactionTimers:
 
     def pop_due(self, now: float) -> tuple[Transaction, str] | None:
         """Remove and return the earliest live timer due at ``now`` (its entry is disarmed)."""
-        item = self._wheel.pop_due(now)
-        if item is None:
+        entry = self._wheel.pop_due_entry(now)
+        if entry is None:
             return None
-        due = cast("tuple[Transaction, str]", item)
-        del due[0]._armed[due[1]]
-        return due
+        txn = cast("Transaction", entry.item)
+        entry.item = None
+        del txn._armed[entry.kind]
+        return txn, entry.kind
