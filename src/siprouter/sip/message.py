@@ -184,7 +184,8 @@ class SipMessage:
         "_ascii",
         "_body",
         "_body_edited",
-        "_cseq",
+        "_cseq_method",
+        "_cseq_num",
         "_body_at",
         "_cut",
         "_cut_at",
@@ -243,7 +244,9 @@ class SipMessage:
         self._body_at = -1
         self._via1: Via | None = None
         self._vias: list[Via] | None = None
-        self._cseq: tuple[int, str] | None = None
+        # the CSeq read (cseq_num, cseq_method): _cseq_num is -1 until then
+        self._cseq_num = -1
+        self._cseq_method = ""
         self._ftag: str | bool | None = False
         self._ttag: str | bool | None = False
         self.cache: dict[str, object] | None = None  # free per-message scratch for upper layers
@@ -400,7 +403,7 @@ class SipMessage:
             self._via1 = None
             self._vias = None
         elif c == "cseq":
-            self._cseq = None
+            self._cseq_num = -1
         elif c == "from":
             self._ftag = False
         elif c == "to":
@@ -538,23 +541,27 @@ class SipMessage:
         v = self.get("call-id")
         return v if v is not None else ""
 
-    def _parse_cseq(self) -> tuple[int, str]:
-        c = self._cseq
+    def _parse_cseq(self) -> None:
+        v = self.get("cseq")
+        if v is None:
+            raise ValueError("no CSeq header")
+        c = _c_cseq(v) if _c_cseq is not None else None
         if c is None:
-            v = self.get("cseq")
-            if v is None:
-                raise ValueError("no CSeq header")
-            c = _c_cseq(v) if _c_cseq is not None else None
-            self._cseq = c = c or _cseq_py(v)
-        return c
+            c = _cseq_py(v)
+        self._cseq_method = c[1]
+        self._cseq_num = c[0]
 
     @property
     def cseq_num(self) -> int:
-        return self._parse_cseq()[0]
+        if self._cseq_num < 0:
+            self._parse_cseq()
+        return self._cseq_num
 
     @property
     def cseq_method(self) -> str:
-        return self._parse_cseq()[1]
+        if self._cseq_num < 0:
+            self._parse_cseq()
+        return self._cseq_method
 
     @property
     def via1(self) -> Via:
@@ -711,7 +718,8 @@ class SipMessage:
         m._body_at = self._body_at
         m._via1 = self._via1
         m._vias = None
-        m._cseq = self._cseq
+        m._cseq_num = self._cseq_num
+        m._cseq_method = self._cseq_method
         m._ftag = self._ftag
         m._ttag = self._ttag
         return m
