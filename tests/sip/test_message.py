@@ -237,3 +237,18 @@ def test_an_edit_before_or_after_the_pop_is_written_too() -> None:
     body.remove_first_value("via")
     body.body = b"new!"
     assert parse_message(body.to_bytes()).body == b"new!"
+
+
+def test_start_line_method_names_shared_and_version_in_any_case() -> None:
+    a = parse_message(b"INVITE sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+    b = parse_message(b"INVITE sip:c@d sip/2.0\r\nContent-Length: 0\r\n\r\n")
+    assert a.method == b.method == "INVITE" and a.method is b.method
+    assert a.version == b.version == "SIP/2.0"
+    c = parse_message(b"X-OWN sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n")
+    assert c.method == "X-OWN"
+    for bad, status in ((b"INV@TE sip:a@b SIP/2.0\r\n\r\n", 400),
+                        (b"INVITE sip:a@b SIP/3.0\r\n\r\n", 505),
+                        (b"INVITE sip:a@b HTTP/1.1\r\n\r\n", 400)):
+        with pytest.raises(ParseError) as err:
+            parse_message(bad)
+        assert err.value.status == status

@@ -220,7 +220,8 @@ def test_bad_inputs_raise_value_error() -> None:
         layer.server_respond(txn, b"INVITE sip:x SIP/2.0\r\n\r\n", 0.0)
     with pytest.raises(ValueError):
         layer.server_respond(txn, request("INVITE"), 0.0)
-    for bad in (b"", b"SIP/2.0 abc X\r\n", b"SIP/2.0 099 X\r\n", b"SIP/2.0 2000 X\r\n"):
+    for bad in (b"", b"SIP/2.0 abc X\r\n", b"SIP/2.0 099 X\r\n", b"SIP/2.0 2000 X\r\n",
+                b"SIP/2.0 2/0 X\r\n", b"SIP/2.0 200", b"SIP/2.1 200 OK\r\n", b"SIP/2.0 20: X"):
         with pytest.raises(ValueError):
             status_of(bad)
     assert status_of(b"SIP/2.0 603 Decline\r\n\r\n") == 603

@@ -1005,6 +1005,14 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     return msg
 
 
+# the method names of RFC 3261 and its extensions, each as one str the parser hands out
+_METHOD_NAMES: Final[dict[str, str]] = {
+    m: m
+    for m in ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "UPDATE",
+              "INFO", "MESSAGE", "SUBSCRIBE", "NOTIFY", "REFER", "PUBLISH")
+}
+
+
 def _parse_first_line(msg: SipMessage, first: str) -> None:
     if first.startswith("SIP/"):
         # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
@@ -1012,7 +1020,7 @@ def _parse_first_line(msg: SipMessage, first: str) -> None:
         if len(parts) < 2:
             raise ParseError(0, "malformed status line")
         ver, code = parts[0], parts[1]
-        if ver.upper() != _SIP20:
+        if ver != _SIP20 and ver.upper() != _SIP20:
             raise ParseError(0, f"unsupported SIP version in response: {ver[:20]!r}")
         if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] == "0":
             raise ParseError(0, f"invalid status code: {code[:20]!r}")
@@ -1029,12 +1037,17 @@ def _parse_first_line(msg: SipMessage, first: str) -> None:
             raise ParseError(400, "malformed Request-Line: extra whitespace")
         raise ParseError(400, "malformed Request-Line")
     method, ruri, ver = parts
-    if any(ch not in _TOKEN_CHARS for ch in method):
+    known = _METHOD_NAMES.get(method)
+    if known is not None:
+        method = known  # one shared str per method name
+    elif any(ch not in _TOKEN_CHARS for ch in method):
         raise ParseError(400, f"invalid method token: {method[:20]!r}")
-    if not ver.upper().startswith("SIP/"):
-        raise ParseError(400, f"not a SIP request: {ver[:20]!r}")
-    if ver.upper() != _SIP20:
-        raise ParseError(505, "Version Not Supported")
+    if ver != _SIP20:
+        up = ver.upper()
+        if not up.startswith("SIP/"):
+            raise ParseError(400, f"not a SIP request: {ver[:20]!r}")
+        if up != _SIP20:
+            raise ParseError(505, "Version Not Supported")
     if ruri[0] == "<":
         raise ParseError(400, "Request-URI enclosed in <>")
     msg.is_request = True

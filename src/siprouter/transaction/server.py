@@ -100,9 +100,12 @@ NON_INVITE_SERVER_TABLE: Table = {
 
 def status_of(data: bytes) -> int:
     """Status code of a serialized response (ValueError when ``data`` is not one)."""
-    if data[:8] != b"SIP/2.0 " or data[11:12] != b" " or not data[8:11].isdigit():
+    if len(data) < 12 or not data.startswith(b"SIP/2.0 ") or data[11] != 0x20:
         raise ValueError("not a SIP/2.0 response status line")
-    status = int(data[8:11])
+    a, b, c = data[8] - 0x30, data[9] - 0x30, data[10] - 0x30
+    if not (0 <= a <= 9 and 0 <= b <= 9 and 0 <= c <= 9):
+        raise ValueError("not a SIP/2.0 response status line")
+    status = a * 100 + b * 10 + c
     if status < 100:
         raise ValueError(f"invalid response status {status}")
     return status
