@@ -246,6 +246,8 @@ def test_start_line_method_names_shared_and_version_in_any_case() -> None:
     assert a.version == b.version == "SIP/2.0"
     c = parse_message(b"X-OWN sip:a@b SIP/2.0\r\nContent-Length: 0\r\n\r\n")
     assert c.method == "X-OWN"
+    r = parse_message(b"sip/2.0 180 Ringing\r\nContent-Length: 0\r\n\r\n")
+    assert not r.is_request and r.status == 180 and r.version == "SIP/2.0"
     for bad, status in ((b"INV@TE sip:a@b SIP/2.0\r\n\r\n", 400),
                         (b"INVITE sip:a@b SIP/3.0\r\n\r\n", 505),
                         (b"INVITE sip:a@b HTTP/1.1\r\n\r\n", 400)):

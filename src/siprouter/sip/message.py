@@ -1014,8 +1014,9 @@ _METHOD_NAMES: Final[dict[str, str]] = {
 
 
 def _parse_first_line(msg: SipMessage, first: str) -> None:
-    if first.startswith("SIP/"):
-        # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase
+    if first.startswith("SIP/") or first[:4].upper() == "SIP/":
+        # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase (the version in any case,
+        # RFC 3261 §7.1; a method, a token, has no "/")
         parts = first.split(" ", 2)
         if len(parts) < 2:
             raise ParseError(0, "malformed status line")
