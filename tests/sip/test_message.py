@@ -254,3 +254,22 @@ def test_start_line_method_names_shared_and_version_in_any_case() -> None:
         with pytest.raises(ParseError) as err:
             parse_message(bad)
         assert err.value.status == status
+
+
+def test_vias_after_via1_reads_every_line_and_item() -> None:
+    def msg(vias: str):  # type: ignore[no-untyped-def]
+        return parse_message(f"OPTIONS sip:a@b SIP/2.0\r\n{vias}Content-Length: 0\r\n\r\n".encode())
+
+    one = msg("Via: SIP/2.0/UDP h1;branch=z9hG4bK1\r\n")
+    top = one.via1
+    assert one.vias == [top] and one.vias[0] is top
+    two_items = msg("Via: SIP/2.0/UDP h1;branch=z9hG4bK1, SIP/2.0/TCP h2;branch=z9hG4bK2\r\n")
+    two_items.via1  # noqa: B018
+    assert [v.host for v in two_items.vias] == ["h1", "h2"]
+    two_lines = msg("Via: SIP/2.0/UDP h1;branch=z9hG4bK1\r\nv: SIP/2.0/UDP h3;branch=z9hG4bK3\r\n")
+    two_lines.via1  # noqa: B018
+    assert [v.host for v in two_lines.vias] == ["h1", "h3"]
+    bad_second = msg("Via: SIP/2.0/UDP h1;branch=z9hG4bK1\r\nVia: nonsense\r\n")
+    bad_second.via1  # noqa: B018
+    with pytest.raises(ValueError):
+        bad_second.vias  # noqa: B018

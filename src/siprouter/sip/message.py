@@ -579,6 +579,18 @@ class SipMessage:
     def vias(self) -> list[Via]:
         """Every Via, parsed (cached until a Via is edited; ValueError when one is bad)."""
         out = self._vias
+        if out is None and self._via1 is not None:
+            # one Via line of one via-parm (no comma), parsed already: nothing else to read
+            only: str | None = None
+            for h in self._hdrs:
+                if h[0] == "via":
+                    if only is not None:
+                        only = None
+                        break
+                    only = h[1]
+            if only is not None and "," not in only:
+                out = self._vias = [self._via1]
+                return out
         if out is None:
             out = []
             top = self._via1
