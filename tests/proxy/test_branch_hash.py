@@ -49,3 +49,26 @@ def test_what_tells_requests_apart_changes_the_hash(old: str, new: str) -> None:
 
 def test_the_received_request_uri_counts_a_spiral_is_not_a_loop() -> None:
     assert h(BASE, "sip:bob@example.com") != h(BASE, "sip:bob@192.0.2.99")
+
+
+def test_c_values_hash_reads_only_the_named_lines_in_order() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    names = frozenset(("from", "to"))
+    a = [["from", "x", "From: x", "From"], ["via", "v1", "Via: v1", "Via"], ["to", "y", "To: y", "To"]]
+    b = [["from", "x", "From: x", "From"], ["via", "v2", "Via: v2", "Via"], ["to", "y", "To: y", "To"]]
+    swapped = [["to", "y", "To: y", "To"], ["from", "x", "From: x", "From"]]
+    moved = [["from", "xy", "From: xy", "From"], ["to", "", "To:", "To"]]
+    ha = scan.values_hash("r", "INVITE", a, names)
+    assert ha.isdigit() and int(ha) < 2**60
+    assert scan.values_hash("r", "INVITE", b, names) == ha  # an unnamed line does not count
+    assert scan.values_hash("r", "INVITE", swapped, names) != ha
+    assert scan.values_hash("r", "INVITE", moved, names) != ha  # values kept apart
+    assert scan.values_hash("r2", "INVITE", a, names) != ha
+    assert scan.values_hash("r", "\u20ac", a, names) is None  # beyond latin-1: Python's hash
+    with pytest.raises(TypeError):
+        scan.values_hash("r", "INVITE", a, ["from"])
+
+
+def test_a_request_uri_beyond_latin1_still_hashes() -> None:
+    assert h(BASE, "sip:\u20ac@example.com") == h(BASE, "sip:\u20ac@example.com")
+    assert h(BASE, "sip:\u20ac@example.com") != h(BASE)

@@ -27,11 +27,15 @@
  * via_branch(value) and cseq(value) read the top Via's branch and a CSeq as SipMessage does in
  * Python (see below).
  *
+ * values_hash(first, second, hdrs, names) hashes two strings and the values of the named
+ * header lines, for the proxy's loop detection (see below).
+ *
  * serialize(first, hdrs, body, display) writes a message out as SipMessage.to_bytes does in
  * Python (see below), into one bytes object sized in a first pass.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 
 /* the whitespace str.strip(_WIRE_WS) trims in message.py: " \t\r\n\v\f" and 0x1c-0x1f */
@@ -788,6 +792,77 @@ static PyObject *cseq(PyObject *self, PyObject *text) {
     return out;
 }
 
+/* values_hash(first, second, hdrs, names) -> str | None: a 60-bit hash, in decimal, of
+ * `first`, `second` and the value of every entry of `hdrs` (index_headers lists) whose
+ * canonical name is in the set `names`, in order, each with its length. None when some of
+ * that text is not one byte per code point (the caller then hashes it in Python). */
+static inline uint64_t word_mix(uint64_t h, const Py_UCS1 *p, Py_ssize_t n) {
+    /* eight bytes at a time (a multiply and a shift per word), then the tail and the length:
+     * the text ends where its length says, so "ab" + "c" and "a" + "bc" differ */
+    Py_ssize_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+    }
+    uint64_t w = 0;
+    memcpy(&w, p + i, (size_t)(n - i));
+    h = (h ^ w) * 0x9E3779B97F4A7C15ULL;
+    h ^= h >> 29;
+    h = (h ^ (uint64_t)n) * 0xBF58476D1CE4E5B9ULL;
+    return h ^ (h >> 31);
+}
+
+static PyObject *values_hash(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    if (nargs != 4 || !PyList_Check(args[2]) || !PyAnySet_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "values_hash(first: str, second: str, hdrs: list, names: frozenset)");
+        return NULL;
+    }
+    PyObject *hdrs = args[2], *names = args[3];
+    uint64_t h = 1469598103934665603ULL;
+    for (int k = 0; k < 2; k++) {
+        if (!one_byte_str(args[k]))
+            goto python;
+        h = word_mix(h, PyUnicode_1BYTE_DATA(args[k]), PyUnicode_GET_LENGTH(args[k]));
+    }
+    Py_ssize_t count = PyList_GET_SIZE(hdrs);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *e = PyList_GET_ITEM(hdrs, i);
+        if (!PyList_Check(e) || PyList_GET_SIZE(e) < 2)
+            Py_RETURN_NONE;
+        int in = PySet_Contains(names, PyList_GET_ITEM(e, 0));
+        if (in < 0)
+            return NULL;
+        if (!in)
+            continue;
+        PyObject *v = PyList_GET_ITEM(e, 1);
+        if (!one_byte_str(v))
+            goto python;
+        h = word_mix(h, PyUnicode_1BYTE_DATA(v), PyUnicode_GET_LENGTH(v));
+    }
+    h &= 0x0FFFFFFFFFFFFFFFULL;
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + (int)(h % 10));
+        h /= 10;
+    } while (h != 0);
+    PyObject *out = PyUnicode_New(n, 127);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *w = PyUnicode_1BYTE_DATA(out);
+    for (int i = 0; i < n; i++)
+        w[i] = (Py_UCS1)digits[n - 1 - i];
+    return out;
+python:
+    if (PyErr_Occurred())
+        return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef scan_methods[] = {
     {"index_headers", (PyCFunction)(void (*)(void))index_headers, METH_FASTCALL,
      "index_headers(block, entries) -> list | None: the header-line index (see the module)."},
@@ -799,6 +874,8 @@ static PyMethodDef scan_methods[] = {
      "via_branch(value) -> str | None: the top Via's branch read from the text (see above)."},
     {"cseq", (PyCFunction)cseq, METH_O,
      "cseq(value) -> (number, method) | None: a CSeq value read (see above)."},
+    {"values_hash", (PyCFunction)(void (*)(void))values_hash, METH_FASTCALL,
+     "values_hash(first, second, hdrs, names) -> str | None: a hash of header values."},
     {"serialize", (PyCFunction)(void (*)(void))serialize, METH_FASTCALL,
      "serialize(first, hdrs, body, display) -> bytes | None: a message written out."},
     {NULL, NULL, 0, NULL},

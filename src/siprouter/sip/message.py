@@ -47,6 +47,8 @@ _c_index_headers: Final[_IndexHeaders | None] = native("siprouter.sip._scan", "i
 # SipMessage.to_bytes in C when built (None when some part needs the Python path)
 _Serialize = Callable[[str, list[list[str | None]], bytes, dict[str, str]], bytes | None]
 _c_serialize: Final[_Serialize | None] = native("siprouter.sip._scan", "serialize")
+_ValuesHash = Callable[[str, str, list[list[str | None]], frozenset[str]], str | None]
+_c_values_hash: Final[_ValuesHash | None] = native("siprouter.sip._scan", "values_hash")
 # the top Via's branch and the CSeq read from the text in C (None: ask the Python path)
 _c_via_branch: Final[Callable[[str], str | None] | None] = native(
     "siprouter.sip._scan", "via_branch"
@@ -391,6 +393,14 @@ class SipMessage:
         edited since, in wire form."""
         return [h[2] if h[2] is not None else _written_line(h)
                 for h in self._hdrs if h[0] in names]
+
+    def values_hash(self, names: frozenset[str], first: str, second: str) -> str | None:
+        """A 60-bit hash in decimal of ``first``, ``second`` and the wire values of every line
+        whose canonical name is in ``names``, in order (``siprouter.sip._scan.values_hash``);
+        None when the C helper is not built or the text is not one byte per code point."""
+        if _c_values_hash is None:
+            return None
+        return _c_values_hash(first, second, self._hdrs, names)
 
     def wire_values_of(self, names: frozenset[str]) -> list[str]:
         """Wire-form values of every line whose canonical name is in ``names``, in order."""
