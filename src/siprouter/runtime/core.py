@@ -270,7 +270,7 @@ class Core:
             # RFC 3581 as nearly every UA asks for it: ";rport" last in the top via-parm
             # (already read as such), the sent-by host the source's. Fill in the text itself
             # rather than writing the whole Via again; what it gives is the same.
-            first_line = msg.get("via")
+            first_line = msg.value_of("via")
             cut = cut_first_item(first_line) if first_line is not None else None
             if cut is not None and cut[0].find(";rport") == len(cut[0]) - 6:
                 port = str(src.port)
@@ -507,7 +507,7 @@ class Core:
 
     # -- operations the script calls -------------------------------------------------------------
     def process_maxfwd(self, msg: SipMessage, limit: int) -> int:
-        v = msg.get("max-forwards")
+        v = msg.value_of("max-forwards")
         if v is None:
             msg.add("Max-Forwards", str(limit))
             return 2

@@ -332,7 +332,11 @@ class SipMessage:
     # -- header access ----------------------------------------------------------------------------
     def get(self, name: str) -> str | None:
         """Value of the first line of header ``name`` (unfolded, stripped), or None."""
-        c = _name_cache.get(name) or canonical_name(name)
+        return self.value_of(_name_cache.get(name) or canonical_name(name))
+
+    def value_of(self, c: str) -> str | None:
+        """:meth:`get` for a canonical name ``c`` (lower case, full form: "via", "call-id"),
+        without looking the name up first."""
         for h in self._hdrs:
             if h[0] == c:
                 v = h[1]
@@ -548,11 +552,11 @@ class SipMessage:
     # -- cached typed accessors -------------------------------------------------------------------
     @property
     def call_id(self) -> str:
-        v = self.get("call-id")
+        v = self.value_of("call-id")
         return v if v is not None else ""
 
     def _parse_cseq(self) -> None:
-        v = self.get("cseq")
+        v = self.value_of("cseq")
         if v is None:
             raise ValueError("no CSeq header")
         c = _c_cseq(v) if _c_cseq is not None else None
@@ -579,7 +583,7 @@ class SipMessage:
         is parsed: a proxy reads no other (``vias`` parses and checks them all)."""
         v = self._via1
         if v is None:
-            raw = self.get("via")
+            raw = self.value_of("via")
             if raw is None:
                 raise ValueError("no Via header")
             v = self._via1 = parse_first_via(raw)
@@ -635,7 +639,7 @@ class SipMessage:
         v = self._via1
         if v is not None:
             return v.params.get("branch")
-        raw = self.get("via")
+        raw = self.value_of("via")
         if raw is None:
             return None
         b = _c_via_branch(raw) if _c_via_branch is not None else _via_branch_py(raw)
@@ -645,14 +649,14 @@ class SipMessage:
     def from_tag(self) -> str | None:
         t = self._ftag
         if t is False:
-            t = self._ftag = _tag_of(self.get("from"))
+            t = self._ftag = _tag_of(self.value_of("from"))
         return t  # type: ignore[return-value]
 
     @property
     def to_tag(self) -> str | None:
         t = self._ttag
         if t is False:
-            t = self._ttag = _tag_of(self.get("to"))
+            t = self._ttag = _tag_of(self.value_of("to"))
         return t  # type: ignore[return-value]
 
     # -- serialization --------------------------------------------------------------------------
