@@ -652,3 +652,17 @@ def test_c_cseq_reader_shares_method_names() -> None:
     assert scan.via_branch('SIP/2.0/UDP h;branch=a;x="q"') is None
     with pytest.raises(TypeError):
         scan.cseq(b"1 INVITE")
+
+
+@SETTINGS
+@given(st.text(alphabet="ab \t\r\n<>\"\xe9\u20ac:", max_size=12))
+def test_text_checks_agree_with_str_and_regex(text: str) -> None:
+    """is_ascii is str.isascii; any_char_in(text, table) is a search for the class."""
+    import re
+
+    from siprouter.sip.charset import any_char_in, char_table
+    from siprouter.sip.message import is_ascii
+
+    assert is_ascii(text) == text.isascii()
+    bad = " \t\r\n<>\""
+    assert any_char_in(text, char_table(bad)) == (re.search(r'[ \t\r\n<>"]', text) is not None)

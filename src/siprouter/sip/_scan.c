@@ -863,6 +863,15 @@ python:
     Py_RETURN_NONE;
 }
 
+/* is_ascii(text) -> bool: str.isascii() as a plain call (a str method is a generic method call
+ * from compiled code, several times the cost) */
+static PyObject *is_ascii(PyObject *self, PyObject *text) {
+    (void)self;
+    if (ready_str(text, "is_ascii(text: str)") < 0)
+        return NULL;
+    return PyBool_FromLong(PyUnicode_IS_ASCII(text));
+}
+
 static PyMethodDef scan_methods[] = {
     {"index_headers", (PyCFunction)(void (*)(void))index_headers, METH_FASTCALL,
      "index_headers(block, entries) -> list | None: the header-line index (see the module)."},
@@ -876,6 +885,7 @@ static PyMethodDef scan_methods[] = {
      "cseq(value) -> (number, method) | None: a CSeq value read (see above)."},
     {"values_hash", (PyCFunction)(void (*)(void))values_hash, METH_FASTCALL,
      "values_hash(first, second, hdrs, names) -> str | None: a hash of header values."},
+    {"is_ascii", (PyCFunction)is_ascii, METH_O, "is_ascii(text) -> bool: str.isascii()."},
     {"serialize", (PyCFunction)(void (*)(void))serialize, METH_FASTCALL,
      "serialize(first, hdrs, body, display) -> bytes | None: a message written out."},
     {NULL, NULL, 0, NULL},

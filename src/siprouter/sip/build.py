@@ -83,7 +83,9 @@ def new_tag() -> str:
 
 def _clean(text: str) -> str:
     """Caller text for a header line: no CR/LF, in the wire form of ``SipMessage`` values."""
-    return _to_wire(text.replace("\r", " ").replace("\n", " "))
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", " ").replace("\n", " ")
+    return _to_wire(text)
 
 
 def make_response(

@@ -21,3 +21,13 @@ def chars_in(s: str, table: bytes) -> bool:
         if c > 127 or not table[c]:
             return False
     return True
+
+
+def any_char_in(s: str, table: bytes) -> bool:
+    """Some character of ``s`` is ASCII and marked in ``table`` (a regex search for a class of
+    ASCII characters, as a loop)."""
+    for i in range(len(s)):
+        c = ord(s[i])
+        if c < 128 and table[c]:
+            return True
+    return False

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Final, Literal
 
 from ..native import native
-from .charset import ALNUM, char_table, chars_in
+from .charset import ALNUM, any_char_in, char_table, chars_in
 from .uri import normalize_ipv6
 
 # The common Via form read in C (siprouter/sip/_scan.c), built with the compiled hot path.
@@ -75,7 +75,7 @@ _CSEQ_RE = re.compile(rf"{_SWS}([0-9]+){_LWS}({_TOKEN}){_SWS}")
 _QUOTED_AT_RE = re.compile(_QUOTED, re.DOTALL)
 _UNESCAPE_RE = re.compile(r"\\(.)", re.DOTALL)
 _DISPLAY_TOKENS_RE = re.compile(rf"{_TOKEN}(?:{_LWS}{_TOKEN})*")
-_BAD_URI_CHAR_RE = re.compile(r"[ \t\r\n<>\"]")
+_BAD_URI_CHARS: Final = char_table(" \t\r\n<>\"")
 _NEEDS_QUOTES_RE = re.compile(r"[^A-Za-z0-9\-.!%*_+`'~ ]")
 
 _MAX_CSEQ = 2**31 - 1
@@ -528,7 +528,7 @@ def _parse_name_addr(value: str) -> NameAddr:
 
 
 def _check_uri_text(uri: str) -> None:
-    if not uri or ":" not in uri or uri[0] == ":" or _BAD_URI_CHAR_RE.search(uri) is not None:
+    if not uri or ":" not in uri or uri[0] == ":" or any_char_in(uri, _BAD_URI_CHARS):
         raise ValueError(f"bad name-addr: bad URI {uri!r}")
 
 

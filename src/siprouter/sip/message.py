@@ -49,6 +49,7 @@ _Serialize = Callable[[str, list[list[str | None]], bytes, dict[str, str]], byte
 _c_serialize: Final[_Serialize | None] = native("siprouter.sip._scan", "serialize")
 _ValuesHash = Callable[[str, str, list[list[str | None]], frozenset[str]], str | None]
 _c_values_hash: Final[_ValuesHash | None] = native("siprouter.sip._scan", "values_hash")
+_c_is_ascii: Final[Callable[[str], bool] | None] = native("siprouter.sip._scan", "is_ascii")
 # the top Via's branch and the CSeq read from the text in C (None: ask the Python path)
 _c_via_branch: Final[Callable[[str], str | None] | None] = native(
     "siprouter.sip._scan", "via_branch"
@@ -156,16 +157,22 @@ def display_name(name: str) -> str:
     return "-".join(p[:1].upper() + p[1:] for p in c.split("-"))
 
 
+def is_ascii(text: str) -> bool:
+    """``text.isascii()``; in C when built (a str method is a generic method call from
+    compiled code)."""
+    return _c_is_ascii(text) if _c_is_ascii is not None else text.isascii()
+
+
 def _to_wire(text: str) -> str:
     """Bring a caller's text into the byte-per-code-point (ISO-8859-1) form used inside."""
-    if text.isascii():
+    if is_ascii(text):
         return text
     return text.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
 def _from_wire(text: str) -> str:
     """Turn internal byte-per-code-point text back into what the bytes mean (UTF-8)."""
-    if text.isascii():
+    if is_ascii(text):
         return text
     return text.encode("latin-1").decode("utf-8", "replace")
 
@@ -341,7 +348,7 @@ class SipMessage:
             if h[0] == c:
                 v = h[1]
                 assert v is not None
-                return v if self._ascii or v.isascii() else _from_wire(v)
+                return v if self._ascii or is_ascii(v) else _from_wire(v)
         return None
 
     def get_all(self, name: str) -> list[str]:
@@ -427,7 +434,7 @@ class SipMessage:
         if "\r" in value or "\n" in value:
             raise ValueError("a header value may not contain CR or LF")
         v = value.strip()
-        if v.isascii():
+        if is_ascii(v):
             return v
         self._ascii = False
         return _to_wire(v)
@@ -778,7 +785,7 @@ def _cseq_py(v: str) -> tuple[int, str]:
     """A CSeq value read: (number, method); ValueError when it is not two words, the first
     1 to 10 ASCII digits below 2**31. ``siprouter.sip._scan.cseq`` reads the same in C."""
     parts = v.split()
-    if (len(parts) != 2 or not parts[0].isdigit() or not parts[0].isascii()
+    if (len(parts) != 2 or not parts[0].isdigit() or not is_ascii(parts[0])
             or len(parts[0]) > 10):
         raise ValueError(f"invalid CSeq: {v!r}")
     num = _digits_value(parts[0])
@@ -1000,7 +1007,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     _parse_first_line(msg, first)
     block = head[fl_end + 1 :]
     hdrs = msg._hdrs = _index_block(block)
-    msg._ascii = block.isascii()
+    msg._ascii = is_ascii(block)
     if head_end == end + 2:  # CRLF CRLF ends the header section: offsets in raw
         msg._hdr_at = fl_end + 1
         msg._body_at = body_start - start
@@ -1013,7 +1020,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
             raise ParseError(400, "conflicting Content-Length headers")
         clv = cl_values[0]
         assert clv is not None
-        if not clv.isdigit() or not clv.isascii():
+        if not clv.isdigit() or not is_ascii(clv):
             raise ParseError(400, f"invalid Content-Length: {clv[:20]!r}")
         if len(clv) > _MAX_CL_DIGITS:
             raise ParseError(400, "Content-Length out of range")
@@ -1049,7 +1056,7 @@ def _parse_first_line(msg: SipMessage, first: str) -> None:
         ver, code = parts[0], parts[1]
         if ver != _SIP20 and ver.upper() != _SIP20:
             raise ParseError(0, f"unsupported SIP version in response: {ver[:20]!r}")
-        if len(code) != 3 or not code.isdigit() or not code.isascii() or code[0] == "0":
+        if len(code) != 3 or not code.isdigit() or not is_ascii(code) or code[0] == "0":
             raise ParseError(0, f"invalid status code: {code[:20]!r}")
         msg.is_request = False
         msg.status = _digits_value(code)

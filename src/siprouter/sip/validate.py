@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Final, TypeVar
 from ..native import native
 from .charset import ALNUM, char_table, chars_in
 from .headers import parse_contacts, parse_cseq, parse_name_addr, parse_name_addr_list
-from .message import _from_wire
+from .message import _from_wire, is_ascii
 from .uri import UnsupportedURIScheme, parse_uri
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -285,7 +285,7 @@ def _collect(msg: SipMessage) -> _Seen:
         c = h[0]
         v = h[1]
         assert v is not None
-        if not ascii_only and not v.isascii():
+        if not ascii_only and not is_ascii(v):
             v = _from_wire(v)
         if c == "via":
             seen.via = True
@@ -381,7 +381,7 @@ def _validate_request(msg: SipMessage, require_max_forwards: bool) -> tuple[int,
     if msg.cseq_method != msg.method:
         return 400, "CSeq Method Does Not Match Request Method"
     mf = seen.max_forwards
-    if mf is not None and (not mf.isdigit() or not mf.isascii() or len(mf) > 10 or int(mf) > 255):
+    if mf is not None and (not mf.isdigit() or not is_ascii(mf) or len(mf) > 10 or int(mf) > 255):
         return _bad("Max-Forwards")
     contacts = seen.contacts
     if contacts and not (len(contacts) == 1 and _contact_fast_ok(contacts[0])):
