@@ -74,3 +74,18 @@ def test_in_dialog_request_keeps_its_to_tag_and_no_timestamp() -> None:
     assert resp.get("x-a") == "1  2"  # CR and LF in caller text become spaces
     assert resp.body == b"hi" and resp.get("content-length") == "2"
     assert b"To: <sip:bob@example.com>;tag=b2\r\n" in out
+
+
+def test_a_tagged_response_copies_the_lines_as_received_but_the_to() -> None:
+    req = parse_message(INVITE.replace(b"To: <sip:bob@example.com>", b"t: <sip:bob@example.com>"))
+    out = make_response(req, 200, "OK", to_tag="t9")
+    assert out == (
+        b"SIP/2.0 200 OK\r\n"
+        b"v: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport\r\n"
+        b"VIA: SIP/2.0/UDP 192.0.2.9;branch=z9hG4bK2\r\n"
+        b"f: \"A\" <sip:alice@example.com>;tag=a1\r\n"
+        b"To: <sip:bob@example.com>;tag=t9\r\n"
+        b"i: c1@example.com\r\n"
+        b"CSeq: 1 INVITE\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )

@@ -71,7 +71,6 @@ REASONS: Final[dict[int, str]] = {
 }
 
 _COPIED: Final = ("via", "from", "to", "call-id", "cseq")
-_DISPLAY_COPIED: Final = {c: display_name(c) for c in _COPIED}
 _COPIED_SET: Final = frozenset(_COPIED)
 _COPIED_100: Final = frozenset((*_COPIED, "timestamp"))
 
@@ -114,10 +113,13 @@ def make_response(
             out.append("\r\n".join(lines))
             out.append("\r\n")
         return _finish(out, headers, body, server)
-    for c, value in request.wire_items_of(_COPIED_SET):
+    # the lines as they are but the To, written again with the tag
+    for c, value, line in request.wire_named_lines_of(_COPIED_SET):
         if c == "to":
-            value = f"{value};tag={to_tag}"
-        out.append(f"{_DISPLAY_COPIED[c]}: {value}\r\n")
+            out.append(f"To: {value};tag={to_tag}\r\n")
+        else:
+            out.append(line)
+            out.append("\r\n")
     return _finish(out, headers, body, server)
 
 

@@ -413,6 +413,12 @@ class SipMessage:
             return None
         return _c_values_hash(first, second, self._hdrs, names)
 
+    def wire_named_lines_of(self, names: frozenset[str]) -> list[tuple[str, str, str]]:
+        """``(canonical name, wire-form value, line)`` of every line whose canonical name is in
+        ``names``, the line as :meth:`wire_lines_of` gives it."""
+        return [(h[0], h[1], h[2] if h[2] is not None else _written_line(h))  # type: ignore[misc]
+                for h in self._hdrs if h[0] in names]
+
     def wire_values_of(self, names: frozenset[str]) -> list[str]:
         """Wire-form values of every line whose canonical name is in ``names``, in order."""
         return [h[1] for h in self._hdrs if h[0] in names]  # type: ignore[misc]
