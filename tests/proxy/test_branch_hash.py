@@ -28,7 +28,8 @@ def h(text: str, ruri: str = RURI) -> str:
 def test_what_a_loop_changes_leaves_the_hash() -> None:
     looped = BASE.replace("Max-Forwards: 70", "Max-Forwards: 69").replace(
         "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1",
-        "Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKx\r\nVia: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1",
+        "Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bKx\r\n"
+        "Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1",
     ).replace("CSeq: 1 INVITE\r\n", "CSeq: 1 INVITE\r\nRecord-Route: <sip:192.0.2.7;lr>\r\n")
     assert h(looped) == h(BASE)
     assert h(BASE).isdigit()
@@ -54,9 +55,10 @@ def test_the_received_request_uri_counts_a_spiral_is_not_a_loop() -> None:
 def test_c_values_hash_reads_only_the_named_lines_in_order() -> None:
     scan = pytest.importorskip("siprouter.sip._scan")
     names = frozenset(("from", "to"))
-    a = [["from", "x", "From: x", "From"], ["via", "v1", "Via: v1", "Via"], ["to", "y", "To: y", "To"]]
-    b = [["from", "x", "From: x", "From"], ["via", "v2", "Via: v2", "Via"], ["to", "y", "To: y", "To"]]
-    swapped = [["to", "y", "To: y", "To"], ["from", "x", "From: x", "From"]]
+    frm, to = ["from", "x", "From: x", "From"], ["to", "y", "To: y", "To"]
+    a = [frm, ["via", "v1", "Via: v1", "Via"], to]
+    b = [frm, ["via", "v2", "Via: v2", "Via"], to]
+    swapped = [to, frm]
     moved = [["from", "xy", "From: xy", "From"], ["to", "", "To:", "To"]]
     ha = scan.values_hash("r", "INVITE", a, names)
     assert ha.isdigit() and int(ha) < 2**60

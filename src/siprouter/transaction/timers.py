@@ -27,9 +27,10 @@ All deadlines of a transaction layer live in one :class:`TimerWheel` (through
 in slots of 10 ms by deadline, a set per slot, so arming a timer and stopping it are a few set
 and dict operations, whatever the number of timers running; a stopped timer is taken out of its
 slot at once and keeps nothing alive. The entry object :meth:`TimerWheel.add` returns is the
-handle (it knows its slot), so no handle number is made and boxed per timer. Only the slots time has reached go into a (small) heap, from which
-entries come out in deadline order. (One binary heap of every deadline with lazy cancellation
-would cost a log(n) climb per timer and keep a stopped timer's transaction until its deadline.)
+handle (it knows its slot), so no handle number is made and boxed per timer. Only the slots
+time has reached go into a (small) heap, from which entries come out in deadline order. (One
+binary heap of every deadline with lazy cancellation would cost a log(n) climb per timer and
+keep a stopped timer's transaction until its deadline.)
 """
 
 from __future__ import annotations
