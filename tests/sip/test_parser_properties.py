@@ -666,3 +666,19 @@ def test_text_checks_agree_with_str_and_regex(text: str) -> None:
     assert is_ascii(text) == text.isascii()
     bad = " \t\r\n<>\""
     assert any_char_in(text, char_table(bad)) == (re.search(r'[ \t\r\n<>"]', text) is not None)
+
+
+@SETTINGS
+@given(st.text(alphabet=" \t\r\n;=ab\"<>,", max_size=14), st.integers(0, 3))
+def test_parse_params_agrees_with_its_regex(text: str, pos: int) -> None:
+    """parse_params' shortcut (no ";" ahead: no parameter) gives what the regex loop gives."""
+    from siprouter.sip.headers import _PARAM_RE, parse_params
+
+    want: dict[str, str | None] = {}
+    at = pos
+    m = _PARAM_RE.match(text, at)
+    while m is not None:
+        want[m.group(1).lower()] = m.group(2)
+        at = m.end()
+        m = _PARAM_RE.match(text, at)
+    assert parse_params(text, pos) == (want, at)

@@ -166,6 +166,13 @@ def parse_params(text: str, pos: int = 0) -> tuple[dict[str, str | None], int]:
     last parameter. Stops at the first character that does not start a parameter.
     """
     params: dict[str, str | None] = {}
+    # no ";" after the optional whitespace: no parameter (what the regex would find, without
+    # calling it; most name-addrs and URIs end here)
+    i, n = pos, len(text)
+    while i < n and text[i] in " \t\r\n":
+        i += 1
+    if i >= n or text[i] != ";":
+        return params, pos
     match = _PARAM_RE.match
     while True:
         m = match(text, pos)
