@@ -302,9 +302,9 @@ def _parse_uri(text: str) -> SipURI:
         hp_end = m.end()
     port: int | None = None
     if digits is not None:
-        if len(digits) > 5 or int(digits) > 65535:
+        port = int(digits) if len(digits) <= 5 else 65536  # ASCII digits, both paths
+        if port > 65535:
             raise ValueError(f"bad port in URI {text[:60]!r}")
-        port = int(digits)
     tail = rest[hp_end:]
     if tail and tail[0] not in ";?":
         raise ValueError(f"bad URI {text[:60]!r}: unexpected {tail[:20]!r}")
