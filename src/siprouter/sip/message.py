@@ -394,16 +394,11 @@ class SipMessage:
         For code that copies values from one message into another byte-for-byte."""
         return [(h[0], h[1]) for h in self._hdrs]  # type: ignore[misc]
 
-    def wire_items_of(self, names: frozenset[str]) -> list[tuple[str, str]]:
-        """``(canonical name, wire-form value)`` of every line whose name is in ``names``."""
-        return [(h[0], h[1]) for h in self._hdrs if h[0] in names]  # type: ignore[misc]
-
     def wire_lines_of(self, names: frozenset[str]) -> list[str]:
         """Every header line whose canonical name is in ``names``, without its line end, as
         :meth:`to_bytes` writes it: as received (name spelling, compact form, folding) unless
         edited since, in wire form."""
-        return [h[2] if h[2] is not None else _written_line(h)
-                for h in self._hdrs if h[0] in names]
+        return [_line_of(h) for h in self._hdrs if h[0] in names]
 
     def values_hash(self, names: frozenset[str], first: str, second: str) -> str | None:
         """A 60-bit hash in decimal of ``first``, ``second`` and the wire values of every line
@@ -416,7 +411,7 @@ class SipMessage:
     def wire_named_lines_of(self, names: frozenset[str]) -> list[tuple[str, str, str]]:
         """``(canonical name, wire-form value, line)`` of every line whose canonical name is in
         ``names``, the line as :meth:`wire_lines_of` gives it."""
-        return [(h[0], h[1], h[2] if h[2] is not None else _written_line(h))  # type: ignore[misc]
+        return [(h[0], h[1], _line_of(h))  # type: ignore[misc]
                 for h in self._hdrs if h[0] in names]
 
     def wire_values_of(self, names: frozenset[str]) -> list[str]:
@@ -810,15 +805,21 @@ def _digits_value(s: str) -> int:
 
 
 def _write_out(first: str, hdrs: list[list[str | None]], body: bytes) -> bytes:
-    """A message written out: the start line, each header line (as received, or as
-    :func:`_written_line` writes an edited entry), each ended by CRLF, an empty line and the
-    body. ``siprouter.sip._scan.serialize`` does the same in C."""
+    """A message written out: the start line, each header line (:func:`_line_of`), each
+    ended by CRLF, an empty line and the body. ``siprouter.sip._scan.serialize`` does the same
+    in C."""
     parts = [first]
     for h in hdrs:
-        line = h[2]  # the line as received, without its line end; None once edited
-        parts.append(_written_line(h) if line is None else line)
+        parts.append(_line_of(h))
     parts.append("\r\n")
     return "\r\n".join(parts).encode("latin-1") + body
+
+
+def _line_of(h: list[str | None]) -> str:
+    """Header entry ``h`` as to_bytes() writes it, without its line end: the line as received
+    (name spelling, compact form, folding), or written again once edited."""
+    line = h[2]  # None once edited
+    return _written_line(h) if line is None else line
 
 
 def _written_line(h: list[str | None]) -> str:
