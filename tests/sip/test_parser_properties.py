@@ -628,7 +628,7 @@ def test_c_cseq_reader_agrees_with_python_reader(value: str) -> None:
     scan = pytest.importorskip("siprouter.sip._scan")
     from siprouter.sip import message
 
-    got = scan.cseq(value)
+    got = scan.cseq(value, message._METHOD_NAMES)
     try:
         py = message._cseq_py(value)
     except ValueError:
@@ -642,16 +642,18 @@ def test_c_cseq_reader_agrees_with_python_reader(value: str) -> None:
 
 def test_c_cseq_reader_shares_method_names() -> None:
     scan = pytest.importorskip("siprouter.sip._scan")
-    a, b = scan.cseq("1 INVITE"), scan.cseq(" 2147483647\tINVITE ")
+    from siprouter.sip.message import _METHOD_NAMES as names
+
+    a, b = scan.cseq("1 INVITE", names), scan.cseq(" 2147483647\tINVITE ", names)
     assert a == (1, "INVITE") and b == (2147483647, "INVITE") and a[1] is b[1]
-    assert scan.cseq("2147483648 INVITE") is None
-    assert scan.cseq("1 INVITE x") is None
-    assert scan.cseq("12345678901 BYE") is None
+    assert scan.cseq("2147483648 INVITE", names) is None
+    assert scan.cseq("1 INVITE x", names) is None
+    assert scan.cseq("12345678901 BYE", names) is None
     assert scan.via_branch("SIP/2.0/UDP h;branch=z9hG4bKa;rport, SIP/2.0/UDP k") == "z9hG4bKa"
     assert scan.via_branch("SIP/2.0/UDP h;branch=a;branch=b") is None
     assert scan.via_branch('SIP/2.0/UDP h;branch=a;x="q"') is None
     with pytest.raises(TypeError):
-        scan.cseq(b"1 INVITE")
+        scan.cseq(b"1 INVITE", names)
 
 
 @SETTINGS

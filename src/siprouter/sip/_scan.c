@@ -24,8 +24,8 @@
  * memo_key(text) gives the key under which validation remembers its verdict on a From, To,
  * Route or Record-Route value (see below).
  *
- * via_branch(value) and cseq(value) read the top Via's branch and a CSeq as SipMessage does in
- * Python (see below).
+ * via_branch(value) and cseq(value, methods) read the top Via's branch and a CSeq as
+ * SipMessage does in Python (see below).
  *
  * values_hash(first, second, hdrs, names) hashes two strings and the values of the named
  * header lines, for the proxy's loop detection (see below).
@@ -723,18 +723,19 @@ static PyObject *via_branch(PyObject *self, PyObject *text) {
     return PyUnicode_Substring(text, k, e);
 }
 
-/* cseq(value) -> (number, method) | None: a CSeq value as SipMessage reads it: two words
- * (str.split()), the first 1 to 10 ASCII digits below 2**31. The method of a request we know
- * comes back as one shared str. None otherwise (the caller names the error). */
-static const char *const METHODS[] = {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS",
-                                      "PRACK", "UPDATE", "INFO", "MESSAGE", "SUBSCRIBE",
-                                      "NOTIFY", "REFER", "PUBLISH"};
-#define N_METHODS (sizeof(METHODS) / sizeof(METHODS[0]))
-static PyObject *method_str[N_METHODS];
-
-static PyObject *cseq(PyObject *self, PyObject *text) {
+/* cseq(value, methods) -> (number, method) | None: a CSeq value as SipMessage reads it: two
+ * words (str.split()), the first 1 to 10 ASCII digits below 2**31. A method that is a key of
+ * the dict `methods` (message._METHOD_NAMES) comes back as its value, one shared str. None
+ * otherwise (the caller names the error). */
+static PyObject *cseq(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (ready_str(text, "cseq(value: str)") < 0)
+    static const char sig[] = "cseq(value: str, methods: dict)";
+    if (nargs != 2 || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, sig);
+        return NULL;
+    }
+    PyObject *text = args[0], *methods = args[1];
+    if (ready_str(text, sig) < 0)
         return NULL;
     if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
@@ -762,15 +763,18 @@ static PyObject *cseq(PyObject *self, PyObject *text) {
         i++;
     if (me == ms || i != n)
         Py_RETURN_NONE;
-    PyObject *method = NULL;
-    for (size_t m = 0; m < N_METHODS; m++) {
-        const char *name = METHODS[m];
-        if ((Py_ssize_t)strlen(name) == me - ms && memcmp(name, s + ms, (size_t)(me - ms)) == 0) {
-            method = method_str[m];
+    PyObject *method = NULL, *key, *shared;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(methods, &at, &key, &shared)) { /* a dozen names, compared as bytes */
+        if (PyUnicode_Check(key) && PyUnicode_GET_LENGTH(key) == me - ms && one_byte_str(key)
+            && memcmp(PyUnicode_1BYTE_DATA(key), s + ms, (size_t)(me - ms)) == 0) {
+            method = shared;
             Py_INCREF(method);
             break;
         }
     }
+    if (method == NULL && PyErr_Occurred())
+        return NULL;
     if (method == NULL) {
         method = PyUnicode_Substring(text, ms, me);
         if (method == NULL)
@@ -881,8 +885,8 @@ static PyMethodDef scan_methods[] = {
      "memo_key(text) -> str | None: the memo key of a From/To/Route value (see the module)."},
     {"via_branch", (PyCFunction)via_branch, METH_O,
      "via_branch(value) -> str | None: the top Via's branch read from the text (see above)."},
-    {"cseq", (PyCFunction)cseq, METH_O,
-     "cseq(value) -> (number, method) | None: a CSeq value read (see above)."},
+    {"cseq", (PyCFunction)(void (*)(void))cseq, METH_FASTCALL,
+     "cseq(value, methods) -> (number, method) | None: a CSeq value read (see above)."},
     {"values_hash", (PyCFunction)(void (*)(void))values_hash, METH_FASTCALL,
      "values_hash(first, second, hdrs, names) -> str | None: a hash of header values."},
     {"is_ascii", (PyCFunction)is_ascii, METH_O, "is_ascii(text) -> bool: str.isascii()."},
@@ -908,13 +912,6 @@ PyMODINIT_FUNC PyInit__scan(void) {
         if (param_key[k] == NULL) {
             param_key[k] = PyUnicode_InternFromString(PARAM_KEYS[k]);
             if (param_key[k] == NULL)
-                return NULL;
-        }
-    }
-    for (size_t m = 0; m < N_METHODS; m++) {
-        if (method_str[m] == NULL) {
-            method_str[m] = PyUnicode_InternFromString(METHODS[m]);
-            if (method_str[m] == NULL)
                 return NULL;
         }
     }

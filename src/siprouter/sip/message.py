@@ -54,7 +54,7 @@ _c_is_ascii: Final[Callable[[str], bool] | None] = native("siprouter.sip._scan",
 _c_via_branch: Final[Callable[[str], str | None] | None] = native(
     "siprouter.sip._scan", "via_branch"
 )
-_c_cseq: Final[Callable[[str], tuple[int, str] | None] | None] = native(
+_c_cseq: Final[Callable[[str, dict[str, str]], tuple[int, str] | None] | None] = native(
     "siprouter.sip._scan", "cseq"
 )
 
@@ -567,7 +567,7 @@ class SipMessage:
         v = self.value_of("cseq")
         if v is None:
             raise ValueError("no CSeq header")
-        c = _c_cseq(v) if _c_cseq is not None else None
+        c = _c_cseq(v, _METHOD_NAMES) if _c_cseq is not None else None
         if c is None:
             c = _cseq_py(v)
         self._cseq_method = c[1]
@@ -1045,7 +1045,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     return msg
 
 
-# the method names of RFC 3261 and its extensions, each as one str the parser hands out
+# the method names of RFC 3261 and its extensions, each as one str the parser hands out (in the
+# start line, and in the CSeq through siprouter.sip._scan.cseq)
 _METHOD_NAMES: Final[dict[str, str]] = {
     m: m
     for m in ("INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS", "PRACK", "UPDATE",
