@@ -286,3 +286,37 @@ def test_siputils_uri_functions(h: Harness) -> None:
         200, "OK", "*/*", "en")
     assert siputils_uri.options_reply(req_of(h, msg(method="INFO"))) == -1
     assert siputils_uri.options_reply(req_of(h, msg(ruri="sip:u@127.0.0.1"))) == -1
+
+
+def test_rewrites_leave_the_shared_parses_unchanged(h: Harness) -> None:
+    """parse_uri and parse_name_addr hand out shared objects (their caches): every function
+    that rewrites a URI or a Contact changes a private copy, so the next parse of the same
+    text still gives what the text says."""
+    from siprouter.modules import pv, textops
+    from siprouter.sip.headers import parse_name_addr
+    from siprouter.sip.uri import parse_uri
+
+    ruri = "sip:bob@192.0.2.7:5080"
+    contact = "<sip:alice@192.168.1.10:5070>"
+    before_uri = str(parse_uri(ruri))
+    before_contact = parse_name_addr(contact).to_string()
+    before_contact_uri = str(parse_uri("sip:alice@192.168.1.10:5070"))
+    rewrites: list[Any] = [
+        lambda r: pv.pv_set(r, "$rU", "carol"),
+        lambda r: pv.pv_set(r, "$rd", "198.51.100.1"),
+        lambda r: pv.pv_set(r, "$rp", 5090),
+        lambda r: textops._subst_user(r, "/bob/dave/"),
+        nathelper.fix_nated_contact,
+        lambda r: nathelper.add_rcv_param(r, 0),
+        lambda r: nathelper.add_rcv_param(r, 1),
+        nathelper.add_contact_alias,
+        lambda r: nathelper.set_contact_alias(r, 1),
+    ]
+    for fn in rewrites:
+        r = req_of(h, msg(method="INVITE", ruri=ruri, contact=contact))
+        before_msg = (r.msg.ruri, r.msg.get("contact"))
+        fn(r)
+        assert (r.msg.ruri, r.msg.get("contact")) != before_msg  # it did rewrite something
+        assert str(parse_uri(ruri)) == before_uri
+        assert parse_name_addr(contact).to_string() == before_contact
+        assert str(parse_uri("sip:alice@192.168.1.10:5070")) == before_contact_uri

@@ -231,7 +231,7 @@ def _rewrite_contacts(msg: Any, fn: Any, first_only: bool) -> bool:
             if part == "*" or (first_only and done):
                 out.append(part)
                 continue
-            na = parse_name_addr(part)
+            na = parse_name_addr(part).copy()  # parsed values are shared: fn changes this one
             fn(na)
             out.append(na.to_string())
             done = True
@@ -250,7 +250,7 @@ def fix_nated_contact(ctx: Any) -> int:
         return -1
 
     def fix(na: Any) -> None:
-        u = parse_uri(na.uri)
+        u = parse_uri(na.uri).copy()
         u.host = src.host
         u.port = src.port
         na.uri = str(u)
@@ -277,7 +277,7 @@ def add_rcv_param(ctx: Any, flag: int = 0) -> int:
 
     def add(na: Any) -> None:
         if flag:
-            u = parse_uri(na.uri)
+            u = parse_uri(na.uri).copy()
             u.params["received"] = rcv.replace(";", "%3B")
             na.uri = str(u)
         else:
@@ -299,7 +299,7 @@ def _alias_value(host: str, port: int, proto: str) -> str | None:
 
 def _set_alias(ctx: Any, value: str, trim: bool) -> int:
     def add(na: Any) -> None:
-        u = parse_uri(na.uri)
+        u = parse_uri(na.uri).copy()
         if trim:
             u.params.pop("alias", None)
         u.params["alias"] = value

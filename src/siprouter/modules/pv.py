@@ -59,9 +59,10 @@ def _na(msg: Any, name: str) -> Any:
 
 
 def _with_ruri(msg: Any, **parts: Any) -> None:
-    u = _ruri(msg)
-    if u is None:
+    parsed = _ruri(msg)
+    if parsed is None:
         raise ValueError("the Request-URI cannot be changed here")
+    u = parsed.copy()  # parsed URIs are shared (parse_uri): change a private copy
     for k, v in parts.items():
         setattr(u, k, v)
     msg.msg.ruri = str(u)

@@ -133,7 +133,7 @@ def _subst_user(msg: Any, expr: str) -> int:
         return -1
     p, repl, count = s
     try:
-        u = parse_uri(msg.msg.ruri)
+        u = parse_uri(msg.msg.ruri).copy()  # shared when parsed: changed below
     except ValueError:
         return -1
     new, n = p.subn(repl, u.user or "", count=count)
