@@ -35,6 +35,7 @@ from ..proxy.routing import (
     next_hop_uri,
     record_route_value,
 )
+from ..modules.registrar import Registrar
 from ..scripting.api import LookupResult, Reply, Request, StopRoute
 from ..sip.build import make_response, make_response_from_raw, new_tag
 from ..sip.headers import Via, cut_first_item, parse_name_addr, split_commas
@@ -97,7 +98,7 @@ class Core:
         tl: TransactionLayer,
         script: Any,
         location: Any = None,
-        registrar: Any = None,
+        registrar: Registrar | None = None,
         me: LocalAddresses | None = None,
         server_header: str = "siprouter",
         fr_timeout: float = 30.0,
@@ -116,6 +117,8 @@ class Core:
         self._onsend: Any = None
         self.location = location
         self.registrar = registrar
+        # "proto:host:port" of each local listener, as the registrar stores a binding's socket
+        self._socket_names: dict[object, str] = {}
         self.me = me or LocalAddresses()
         self.server_header = server_header
         self.fr_timeout = fr_timeout
@@ -799,16 +802,19 @@ class Core:
             return -1
         now = self.wall_clock()
         received = req.vars.get("__received")  # set by nathelper's fix_nated_register
-        res = reg.save(
-            req.msg, now, received=received,
-            socket=f"{req.local.proto}:{req.local.hostport()}", flags=flags, aor=aor,
-            cflags=getattr(req, "bflags", 0),  # branch flags (setbflag) stored with it
-        )
+        local = req.local
+        socket = self._socket_names.get(local)
+        if socket is None:
+            socket = f"{local.proto}:{local.hostport()}"
+            self._socket_names[local] = socket
+        # cflags: the branch flags (setbflag) are stored with the binding
+        res = reg.save(req.msg, now, received=received, socket=socket, flags=flags,
+                       cflags=req.bflags, aor=aor)
         if flags & 0x01:
             # Kamailio save() flag 0x01: no reply now; reg_send_reply() sends it later
             req.vars["__reg_reply"] = (res.status, res.reason, list(res.headers))
         else:
-            self.reply(req, res.status, res.reason, list(res.headers), b"")
+            self.reply(req, res.status, res.reason, res.headers, b"")
         return int(res.code)
 
     def registrar_lookup(self, req: Request, table: str, aor: str | None) -> LookupResult:
