@@ -8,7 +8,8 @@ Theory of operation
 * Every change goes to the :class:`~siprouter.storage.location_store.LocationStore` *first*, in one
   transaction, and only then to memory. If the store fails, :class:`StoreError` propagates and
   memory is unchanged, so the registrar answers 500 and nothing was acknowledged that a restart
-  could lose.
+  could lose. A table made without a store (``--db memory://``) is held in memory only: nothing
+  is written anywhere, as with Kamailio's usrloc ``db_mode=0``.
 * Each AoR's list is kept sorted by q descending, then most recently modified first, so a lookup
   returns bindings in forking order without sorting.
 * Bindings are replaced, never mutated, once stored: a list a caller got from :meth:`lookup` is
@@ -31,7 +32,6 @@ from mypy_extensions import mypyc_attr
 
 from siprouter.modules.aor import normalize_aor
 from siprouter.storage.location_store import Binding, LocationStore, StoreError
-from siprouter.storage.memory import MemoryLocationStore
 
 __all__ = ["Binding", "Location", "StoreError", "normalize_aor"]
 
@@ -49,7 +49,8 @@ class Location:
     __slots__ = ("_count", "_records", "store", "use_domain")
 
     def __init__(self, store: LocationStore | None = None, *, use_domain: bool = False) -> None:
-        self.store: LocationStore = MemoryLocationStore() if store is None else store
+        # None: the table is held in memory only (``--db memory://``), nothing is persisted
+        self.store: LocationStore | None = store
         self.use_domain = use_domain
         self._records: dict[str, list[Binding]] = {}
         self._count = 0
@@ -58,6 +59,8 @@ class Location:
     def load(self, now: float) -> int:
         """Replace memory with the store's unexpired bindings (expired rows are deleted there).
         Returns the number of bindings loaded. Raises :class:`StoreError`."""
+        if self.store is None:
+            return 0
         bindings = self.store.load_all(now)
         records: dict[str, list[Binding]] = {}
         for b in bindings:
@@ -136,7 +139,8 @@ class Location:
         Raises :class:`StoreError` with memory unchanged."""
         if not upserts and not deletes:
             return
-        self.store.apply(upserts, deletes)
+        if self.store is not None:
+            self.store.apply(upserts, deletes)
         self._apply_memory(upserts, deletes)
 
     def save(self, binding: Binding) -> None:
@@ -184,7 +188,8 @@ class Location:
         if not expired:
             return expired
         try:
-            self.store.apply((), expired)
+            if self.store is not None:
+                self.store.apply((), expired)
         except StoreError as exc:
             log.warning("location sweep: could not delete %d expired bindings: %s",
                         len(expired), exc)

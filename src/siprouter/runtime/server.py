@@ -67,11 +67,13 @@ class Server:
     async def start(self) -> None:
         from ..modules.location import Location
         from ..modules.registrar import Registrar
-        from ..storage.db import open_location_store
+        from ..storage.db import open_location_store, parse_db_url
 
         s = self.settings
         loop = asyncio.get_running_loop()
-        store = open_location_store(s.database.url)
+        # memory://: the location table itself is the only copy (no store to write through to)
+        store = None if parse_db_url(s.database.url).scheme == "memory" \
+            else open_location_store(s.database.url)
         reg = s.registrar
         peers = self.peers
         if peers is None:
@@ -182,7 +184,7 @@ class Server:
                 log.info("worker %d traffic: %s", self.peers.index,
                          " ".join(f"{k}={v}" for k, v in self.core.stats.items()))
             self.peers.close()
-        if self.location is not None:
+        if self.location is not None and self.location.store is not None:
             try:
                 self.location.store.close()
             except Exception:
