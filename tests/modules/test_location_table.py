@@ -5,8 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from siprouter.modules.aor import aor_key
 from siprouter.modules.location import Binding, Location, StoreError, normalize_aor
+from siprouter.sip.uri import parse_uri
 from siprouter.storage.location_store import LocationStore
 from siprouter.storage.memory import MemoryLocationStore
 from siprouter.storage.sqlite import SqliteLocationStore
@@ -47,6 +51,48 @@ def test_normalize_aor(text: str, use_domain: bool, key: str) -> None:
 def test_normalize_aor_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         normalize_aor(text, True)
+
+
+_USER = st.text("abAB09-_.!~*'()&=+$,;?/%", min_size=0, max_size=8) | st.sampled_from(
+    ["alice", "al%69ce", "%41lice", "%zz", "%ff", "a%2Fb"])
+_HOST = st.sampled_from(["example.com", "EXAMPLE.Com", "10.0.0.1", "[2001:DB8::1]", "[::1]",
+                         "host-1.example", "h_x"])
+_TAIL = st.sampled_from(["", ":5060", ":5061;transport=TLS", ";user=phone", "?subject=x",
+                         ";lr;maddr=1.2.3.4?h=v"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(["sip", "sips", "SIP"]), _USER, st.sampled_from(["", ":secret"]),
+       _HOST, _TAIL, st.booleans())
+def test_aor_key_of_a_parsed_uri_is_normalize_aor(
+    scheme: str, user: str, password: str, host: str, tail: str, use_domain: bool
+) -> None:
+    """The registrar's key from the parsed To URI is the key normalize_aor gives its text,
+    and both refuse the same AoRs."""
+    userinfo = f"{user}{password}@" if user or password else ""
+    text = f"{scheme}:{userinfo}{host}{tail}"
+    try:
+        uri = parse_uri(text)
+    except ValueError:
+        return  # the registrar answers 400 before it makes a key
+    try:
+        want: str | None = normalize_aor(text, use_domain)
+    except ValueError:
+        want = None
+    try:
+        got: str | None = aor_key(uri, use_domain)
+    except ValueError:
+        got = None
+    assert got == want, text
+
+
+def test_a_table_without_a_store_holds_bindings_in_memory_only() -> None:
+    loc = Location()  # --db memory://
+    assert loc.store is None and loc.load(T0) == 0
+    loc.save(bind("a@x", "sip:a@1", expires=T0 + 10))
+    assert [b.contact for b in loc.lookup("a@x", T0)] == ["sip:a@1"]
+    assert [b.contact for b in loc.sweep(T0 + 20)] == ["sip:a@1"]
+    assert loc.lookup("a@x", T0) == [] and loc.count() == 0
 
 
 def test_lookup_orders_by_q_then_most_recent() -> None:

@@ -11,7 +11,24 @@ from __future__ import annotations
 
 from urllib.parse import unquote
 
-__all__ = ["normalize_aor"]
+from siprouter.sip.uri import SipURI
+
+__all__ = ["aor_key", "normalize_aor"]
+
+
+def aor_key(uri: SipURI, use_domain: bool = False) -> str:
+    """The location key of an AoR already parsed as a sip: or sips: URI: what
+    :func:`normalize_aor` gives for its text, without reading the text again (the registrar
+    has parsed the To URI by then). ``ValueError`` for an empty user part."""
+    user = uri.user
+    if user and "%" in user:
+        user = unquote(user, errors="strict")
+    if not user:
+        raise ValueError(f"AoR has no user part: {str(uri)[:60]!r}")
+    if not use_domain:
+        return user
+    host = uri.host.lower()
+    return f"{user}@[{host}]" if ":" in host else f"{user}@{host}"
 
 
 def normalize_aor(text: str, use_domain: bool = False) -> str:

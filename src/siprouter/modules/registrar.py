@@ -40,11 +40,11 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Final, NamedTuple
 
-from siprouter.modules.aor import normalize_aor
+from siprouter.modules.aor import aor_key, normalize_aor
 from siprouter.modules.location import Location
 from siprouter.sip.headers import NameAddr, parse_contacts, parse_name_addr
 from siprouter.sip.message import SipMessage
-from siprouter.sip.uri import UnsupportedURIScheme, parse_uri, uri_equal
+from siprouter.sip.uri import SipURI, UnsupportedURIScheme, parse_uri, uri_equal
 from siprouter.storage.location_store import Binding, StoreError
 
 __all__ = [
@@ -262,18 +262,19 @@ class Registrar:
             if to is None:
                 return _result(400, "Bad Request", now, "To header not found")
             try:
-                aor_uri = parse_name_addr(to).uri
-                scheme = parse_uri(aor_uri).scheme
+                parsed = parse_uri(parse_name_addr(to).uri)
             except UnsupportedURIScheme:
                 return _result(404, "Not Found", now, "AoR is not a SIP URI")
             except ValueError:
                 return _result(400, "Bad Request", now, "Error while parsing AOR")
-            if scheme != "sip" and scheme != "sips":
+            if parsed.scheme != "sip" and parsed.scheme != "sips":
                 return _result(404, "Not Found", now, "AoR is not a SIP URI")
+            aor_of: SipURI | str = parsed  # the To URI, parsed already
         else:
-            aor_uri = aor
+            aor_of = aor
         try:
-            key = normalize_aor(aor_uri, st.use_domain)
+            key = aor_key(aor_of, st.use_domain) if isinstance(aor_of, SipURI) \
+                else normalize_aor(aor_of, st.use_domain)
         except ValueError:
             return _result(400, "Bad Request", now, "No username in To URI")
 
