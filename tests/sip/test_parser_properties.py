@@ -684,3 +684,46 @@ def test_parse_params_agrees_with_its_regex(text: str, pos: int) -> None:
         at = m.end()
         m = _PARAM_RE.match(text, at)
     assert parse_params(text, pos) == (want, at)
+
+
+uri_like = st.builds(
+    lambda scheme, user, host, port, params, tail: f"{scheme}:{user}{host}{port}{params}{tail}",
+    st.sampled_from(["sip", "sips", "SIP", "SiPs", "tel", "sipx", "si"]),
+    st.one_of(st.just(""), st.text(alphabet="aZ09-_.!~*'()&=+$,;?/%:@\xe9 ", max_size=8)
+              .map(lambda u: u + "@")),
+    st.one_of(st.sampled_from(["example.com", "EX.com", "[::1]", "192.0.2.1", "h_x", "-h", "h-",
+                               ".h", "h.", "", "h\xe9"]),
+              st.text(alphabet="aZ09-_.[]:", max_size=10)),
+    st.sampled_from(["", ":5060", ":0", ":65535", ":65536", ":123456", ":", ":05060", ":5a"]),
+    st.one_of(st.from_regex(r"(;[a-zA-Z]{1,5}(=[a-zA-Z0-9%]{0,5})?){0,3}", fullmatch=True),
+              st.text(alphabet=";=aZ09-_.!~*'()[]/:&+$%,?", max_size=12)),
+    st.sampled_from(["", "?h=v", "?", ";", "=", " ", ">", "@x"]),
+)
+
+
+@SETTINGS
+@given(st.one_of(uri_like, uri_text, sip_text))
+def test_c_uri_reader_agrees_with_python_parser(text: str) -> None:
+    """siprouter.sip._scan.uri_parts accepts only URIs the Python parser accepts, and reads
+    them to the same scheme, user, host, port and parameters (and no password or headers)."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip.uri import _parse_uri_py
+
+    got = scan.uri_parts(text)
+    if got is None:
+        return
+    u = _parse_uri_py(text)  # must not raise
+    assert got == (u.scheme, u.user, u.host, u.port, u.params), text
+    assert u.password is None and u.headers == {}
+
+
+def test_c_uri_reader_reads_the_common_forms() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    assert scan.uri_parts("SIP:alice@Example.COM:5060;Transport=TCP;lr") == (
+        "sip", "alice", "Example.COM", 5060, {"transport": "TCP", "lr": None})
+    assert scan.uri_parts("sips:h.example") == ("sips", None, "h.example", None, {})
+    for other in ("sip:a:pw@h", "sip:%61@h", "sip:[::1]", "sip:h?x=y", "sip:h:70000",
+                  "tel:+1555", "sip:h;", "sip:h;a=", "sip:@h", "sip:h\xe9"):
+        assert scan.uri_parts(other) is None, other
+    with pytest.raises(TypeError):
+        scan.uri_parts(b"sip:h")

@@ -32,6 +32,9 @@
  *
  * serialize(first, hdrs, body, display) writes a message out as SipMessage.to_bytes does in
  * Python (see below), into one bytes object sized in a first pass.
+ *
+ * uri_parts(text) reads the common form of a sip: or sips: URI as siprouter.sip.uri does (see
+ * below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -867,6 +870,182 @@ python:
     Py_RETURN_NONE;
 }
 
+/* uri_parts(text): the common form of a sip: or sips: URI, read as siprouter.sip.uri._parse_uri
+ * reads it: returns (scheme in lower case, user or None, host, port or None, params) or None
+ * for anything else, which _parse_uri then reads (and refuses, with the error). The common
+ * form: the scheme "sip" or "sips" in any case; a user of the user characters without a
+ * password or %-escape; a host name or IPv4 host (letters, digits, '-', '_', '.', neither '-'
+ * nor '.' first, no '-' last) with an optional port of at most 5 digits up to 65535; then
+ * ';'-separated parameters, each a name of the parameter characters and an optional '='
+ * value of them (both not empty; names in lower case, the last of a name kept); no '?'
+ * headers. One byte per code point only. */
+static unsigned char uri_user_ok[256], uri_host_ok[256], uri_param_ok[256];
+static PyObject *scheme_sip, *scheme_sips;
+
+static void uri_tables(void) {
+    static const char alnum[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    static const char unreserved[] = "-_.!~*'()";
+    for (const char *c = alnum; *c; c++)
+        uri_user_ok[(unsigned char)*c] = uri_host_ok[(unsigned char)*c] =
+            uri_param_ok[(unsigned char)*c] = 1;
+    for (const char *c = unreserved; *c; c++)
+        uri_user_ok[(unsigned char)*c] = uri_param_ok[(unsigned char)*c] = 1;
+    for (const char *c = "&=+$,;?/"; *c; c++)
+        uri_user_ok[(unsigned char)*c] = 1;
+    for (const char *c = "[]/:&+$"; *c; c++)
+        uri_param_ok[(unsigned char)*c] = 1;
+    for (const char *c = "-_."; *c; c++)
+        uri_host_ok[(unsigned char)*c] = 1;
+}
+
+/* a str of s[0:n] in lower case (ASCII) */
+static PyObject *lower_str(const Py_UCS1 *s, Py_ssize_t n) {
+    PyObject *o = PyUnicode_New(n, 127);
+    if (o == NULL)
+        return NULL;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(o);
+    for (Py_ssize_t i = 0; i < n; i++)
+        d[i] = (Py_UCS1)Py_TOLOWER(s[i]);
+    return o;
+}
+
+static PyObject *uri_parts(PyObject *self, PyObject *text) {
+    (void)self;
+    if (ready_str(text, "uri_parts(text: str)") < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), pos;
+    PyObject *scheme;
+    if (n >= 4 && Py_TOLOWER(s[0]) == 's' && Py_TOLOWER(s[1]) == 'i' && Py_TOLOWER(s[2]) == 'p'
+        && s[3] == ':') {
+        scheme = scheme_sip;
+        pos = 4;
+    } else if (n >= 5 && Py_TOLOWER(s[0]) == 's' && Py_TOLOWER(s[1]) == 'i'
+               && Py_TOLOWER(s[2]) == 'p' && Py_TOLOWER(s[3]) == 's' && s[4] == ':') {
+        scheme = scheme_sips;
+        pos = 5;
+    } else {
+        Py_RETURN_NONE;
+    }
+    /* userinfo: up to the first '@', when there is one */
+    Py_ssize_t us = pos, ue = -1;
+    const Py_UCS1 *at = memchr(s + pos, '@', (size_t)(n - pos));
+    if (at != NULL) {
+        ue = at - s;
+        if (ue == us)
+            Py_RETURN_NONE; /* an empty user part */
+        for (Py_ssize_t i = us; i < ue; i++)
+            if (!uri_user_ok[s[i]])
+                Py_RETURN_NONE; /* ':' (a password), '%' (an escape), or a bad character */
+        pos = ue + 1;
+    }
+    /* host [":" port] */
+    Py_ssize_t hs = pos;
+    while (pos < n && uri_host_ok[s[pos]])
+        pos++;
+    Py_ssize_t he = pos;
+    if (he == hs || s[hs] == '-' || s[hs] == '.' || s[he - 1] == '-')
+        Py_RETURN_NONE;
+    long port = -1;
+    if (pos < n && s[pos] == ':') {
+        Py_ssize_t ps = ++pos;
+        port = 0;
+        while (pos < n && s[pos] >= '0' && s[pos] <= '9' && pos - ps < 6) {
+            port = port * 10 + (s[pos] - '0');
+            pos++;
+        }
+        if (pos == ps || pos - ps > 5 || port > 65535 || (pos < n && s[pos] >= '0'
+                                                          && s[pos] <= '9'))
+            Py_RETURN_NONE;
+    }
+    if (pos < n && s[pos] != ';')
+        Py_RETURN_NONE; /* '?' headers, or anything else */
+    /* the parameters are checked before anything is made */
+    for (Py_ssize_t i = pos; i < n;) { /* s[i] == ';' */
+        Py_ssize_t ks = ++i;
+        while (i < n && uri_param_ok[s[i]])
+            i++;
+        if (i == ks)
+            Py_RETURN_NONE;
+        if (i < n && s[i] == '=') {
+            Py_ssize_t vs = ++i;
+            while (i < n && uri_param_ok[s[i]])
+                i++;
+            if (i == vs)
+                Py_RETURN_NONE;
+        }
+        if (i < n && s[i] != ';')
+            Py_RETURN_NONE;
+    }
+    PyObject *params = PyDict_New(), *user = NULL, *host = NULL, *port_obj = NULL;
+    if (params == NULL)
+        return NULL;
+    while (pos < n) {
+        Py_ssize_t ks = ++pos;
+        while (pos < n && uri_param_ok[s[pos]])
+            pos++;
+        Py_ssize_t ke = pos;
+        PyObject *value;
+        if (pos < n && s[pos] == '=') {
+            Py_ssize_t vs = ++pos;
+            while (pos < n && uri_param_ok[s[pos]])
+                pos++;
+            value = PyUnicode_Substring(text, vs, pos);
+            if (value == NULL)
+                goto error;
+        } else {
+            value = Py_None;
+            Py_INCREF(value);
+        }
+        PyObject *key = lower_str(s + ks, ke - ks);
+        if (key == NULL) {
+            Py_DECREF(value);
+            goto error;
+        }
+        int rc = PyDict_SetItem(params, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0)
+            goto error;
+    }
+    if (ue >= 0) {
+        user = PyUnicode_Substring(text, us, ue);
+        if (user == NULL)
+            goto error;
+    } else {
+        user = Py_None;
+        Py_INCREF(user);
+    }
+    host = PyUnicode_Substring(text, hs, he);
+    if (host == NULL)
+        goto error;
+    if (port < 0) {
+        port_obj = Py_None;
+        Py_INCREF(port_obj);
+    } else if ((port_obj = PyLong_FromLong(port)) == NULL) {
+        goto error;
+    }
+    PyObject *out = PyTuple_New(5);
+    if (out == NULL)
+        goto error;
+    Py_INCREF(scheme);
+    PyTuple_SET_ITEM(out, 0, scheme);
+    PyTuple_SET_ITEM(out, 1, user);
+    PyTuple_SET_ITEM(out, 2, host);
+    PyTuple_SET_ITEM(out, 3, port_obj);
+    PyTuple_SET_ITEM(out, 4, params);
+    return out;
+error:
+    Py_DECREF(params);
+    Py_XDECREF(user);
+    Py_XDECREF(host);
+    Py_XDECREF(port_obj);
+    return NULL;
+}
+
 /* is_ascii(text) -> bool: str.isascii() as a plain call (a str method is a generic method call
  * from compiled code, several times the cost) */
 static PyObject *is_ascii(PyObject *self, PyObject *text) {
@@ -890,6 +1069,8 @@ static PyMethodDef scan_methods[] = {
     {"values_hash", (PyCFunction)(void (*)(void))values_hash, METH_FASTCALL,
      "values_hash(first, second, hdrs, names) -> str | None: a hash of header values."},
     {"is_ascii", (PyCFunction)is_ascii, METH_O, "is_ascii(text) -> bool: str.isascii()."},
+    {"uri_parts", (PyCFunction)uri_parts, METH_O,
+     "uri_parts(text) -> (scheme, user, host, port, params) | None: a common sip: URI read."},
     {"serialize", (PyCFunction)(void (*)(void))serialize, METH_FASTCALL,
      "serialize(first, hdrs, body, display) -> bytes | None: a message written out."},
     {NULL, NULL, 0, NULL},
@@ -902,6 +1083,13 @@ static struct PyModuleDef scan_module = {
 };
 
 PyMODINIT_FUNC PyInit__scan(void) {
+    if (scheme_sip == NULL) {
+        uri_tables();
+        scheme_sip = PyUnicode_InternFromString("sip");
+        scheme_sips = PyUnicode_InternFromString("sips");
+        if (scheme_sip == NULL || scheme_sips == NULL)
+            return NULL;
+    }
     if (tag_eq == NULL) {
         tag_eq = PyUnicode_InternFromString("tag=");
         sip_colon = PyUnicode_InternFromString("sip:");

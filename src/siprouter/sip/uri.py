@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Final
 
+from ..native import native
 from .charset import ALNUM, char_table, chars_in
 
 __all__ = ["SipURI", "UnsupportedURIScheme", "normalize_ipv6", "parse_uri", "uri_equal"]
@@ -251,7 +253,23 @@ def _scan_hostport(rest: str) -> int:
     return i
 
 
+# The common sip:/sips: form read in C (siprouter/sip/_scan.c), built with the compiled hot path:
+# (scheme, user, host, port, params), or None when _parse_uri_py must read the text.
+_UriParts = Callable[[str], tuple[str, str | None, str, int | None, dict[str, str | None]] | None]
+_c_uri_parts: Final[_UriParts | None] = native("siprouter.sip._scan", "uri_parts")
+
+
 def _parse_uri(text: str) -> SipURI:
+    if _c_uri_parts is not None:
+        got = _c_uri_parts(text)
+        if got is not None:
+            return SipURI(got[0], got[1], got[2], got[3], got[4], {}, None)
+    return _parse_uri_py(text)
+
+
+def _parse_uri_py(text: str) -> SipURI:
+    """Any URI; ``siprouter.sip._scan.uri_parts`` reads the common sip:/sips: form the same
+    way in C, when it is built."""
     scheme, colon, rest = text.partition(":")
     if not colon:
         raise ValueError(f"bad URI {text[:60]!r}: no scheme")
