@@ -131,10 +131,20 @@ def _finish(
     for name, value in headers:
         out.append(f"{name}: {_clean(value)}\r\n")
     if server:
-        out.append(f"Server: {_clean(server)}\r\n")
-    out.append(f"Content-Length: {len(body)}\r\n\r\n")
+        line = _SERVER_LINES.get(server)
+        if line is None:
+            line = f"Server: {_clean(server)}\r\n"
+            if len(_SERVER_LINES) < 16:
+                _SERVER_LINES[server] = line
+        out.append(line)
+    out.append(f"Content-Length: {len(body)}\r\n\r\n" if body else "Content-Length: 0\r\n\r\n")
     # header_items() gives the wire form (one code point per byte); new text is UTF-8
-    return "".join(out).encode("latin-1") + body
+    data = "".join(out).encode("latin-1")
+    return data + body if body else data
+
+
+# the Server line of each server name given (one per process, in practice)
+_SERVER_LINES: Final[dict[str, str]] = {}
 
 
 _LINE_RE = re.compile(rb"^([A-Za-z-]+)[ \t]*:[ \t]*(.*?)\r?$", re.MULTILINE)
