@@ -247,6 +247,10 @@ def test_c_header_scanner_agrees_with_python_loop(block: str) -> None:
     ok = message._fast_headers(py, block)
     got = scan.index_headers(block, message._parse_entries)
     assert got == (py if ok else None)
+    # the same lines read in place, inside a longer text
+    text = "INVITE sip:a SIP/2.0\r\n" + block + "\r\nbody"
+    at = len("INVITE sip:a SIP/2.0\r\n")
+    assert scan.index_headers(text, message._parse_entries, at, at + len(block)) == got
 
 
 def test_c_header_scanner_refuses_wrong_types_and_wide_text() -> None:
@@ -257,6 +261,11 @@ def test_c_header_scanner_refuses_wrong_types_and_wide_text() -> None:
         scan.index_headers("Via: a\r\n")
     assert scan.index_headers("Via: \u0394\r\n", {"Via": ("via", "Via")}) is None
     assert scan.index_headers("", {}) == []
+    for start, end in ((-1, 3), (3, 2), (0, 99)):
+        with pytest.raises(ValueError):
+            scan.index_headers("Via: a\r\n", {}, start, end)
+    with pytest.raises(TypeError):
+        scan.index_headers("Via: a\r\n", {}, 0)
 
 
 def test_c_header_scanner_follows_its_names_dict() -> None:

@@ -1,10 +1,11 @@
 /* siprouter.sip._scan: the header-line index of a SIP message and the common Via form, in C.
  *
- * index_headers(block, entries) does what siprouter.sip.message._fast_headers does, with the
- * same result, in one pass over the bytes and without a Python call per line:
+ * index_headers(block, entries[, start, end]) does what siprouter.sip.message._fast_headers
+ * does, with the same result, in one pass over the bytes and without a Python call per line:
  *
  *   block    the header section after the start line, decoded as latin-1 (one code point per
- *            byte), each line ended by CRLF;
+ *            byte), each line ended by CRLF; with start and end, block[start:end] is (the
+ *            message's text need not be cut out first);
  *   entries  the parser's dict: header name as written -> (canonical name, written name).
  *
  * It returns a list with one [canonical name, value, line, written name] list per line, where
@@ -158,28 +159,42 @@ static inline PyObject *names_find(const Py_UCS1 *s, Py_ssize_t n) {
 
 static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "index_headers(block, entries) takes 2 arguments");
+    if (nargs != 2 && nargs != 4) {
+        PyErr_SetString(PyExc_TypeError,
+                        "index_headers(block, entries[, start, end]) takes 2 or 4 arguments");
         return NULL;
     }
     PyObject *block = args[0], *entries = args[1];
-    static const char sig[] = "index_headers(block: str, entries: dict)";
+    static const char sig[] = "index_headers(block: str, entries: dict[, start: int, end: int])";
     if (!PyDict_Check(entries)) {
         PyErr_SetString(PyExc_TypeError, sig);
         return NULL;
     }
     if (ready_str(block, sig) < 0)
         return NULL;
+    Py_ssize_t pos = 0, n = PyUnicode_GET_LENGTH(block);
+    if (nargs == 4) {
+        Py_ssize_t a = PyLong_AsSsize_t(args[2]), b;
+        if (a == -1 && PyErr_Occurred())
+            return NULL;
+        b = PyLong_AsSsize_t(args[3]);
+        if (b == -1 && PyErr_Occurred())
+            return NULL;
+        if (a < 0 || b < a || b > n) {
+            PyErr_SetString(PyExc_ValueError, "index_headers: start and end out of range");
+            return NULL;
+        }
+        pos = a;
+        n = b;
+    }
     if (PyUnicode_KIND(block) != PyUnicode_1BYTE_KIND)
         Py_RETURN_NONE;
     if (names_sync(entries) < 0)
         return NULL;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(block);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(block);
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
-    Py_ssize_t pos = 0;
     while (pos < n) {
         const Py_UCS1 *nl = memchr(s + pos, '\n', (size_t)(n - pos));
         if (nl == NULL)
@@ -276,12 +291,11 @@ static inline int is_alnum(Py_UCS1 c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
 static inline int host_char(Py_UCS1 c) { return is_alnum(c) || c == '.' || c == '-'; }
-static inline int key_char(Py_UCS1 c) {
-    return is_alnum(c) || (c != 0 && strchr("-.!%*_+`'~", c) != NULL);
-}
-static inline int val_char(Py_UCS1 c) {
-    return key_char(c) || c == ':' || c == '[' || c == ']';
-}
+/* the characters of a Via parameter name (a token) and value (a token, or an IPv6 address):
+ * filled in at import (char_tables) */
+static unsigned char via_key_ok[256], via_val_ok[256];
+static inline int key_char(Py_UCS1 c) { return via_key_ok[c]; }
+static inline int val_char(Py_UCS1 c) { return via_val_ok[c]; }
 
 static PyObject *via_parm(PyObject *self, PyObject *text) {
     (void)self;
@@ -882,7 +896,13 @@ python:
 static unsigned char uri_user_ok[256], uri_host_ok[256], uri_param_ok[256];
 static PyObject *scheme_sip, *scheme_sips;
 
-static void uri_tables(void) {
+static void char_tables(void) {
+    for (int c = 0; c < 256; c++)
+        via_key_ok[c] = via_val_ok[c] = (unsigned char)is_alnum((Py_UCS1)c);
+    for (const char *c = "-.!%*_+`'~"; *c; c++)
+        via_key_ok[(unsigned char)*c] = via_val_ok[(unsigned char)*c] = 1;
+    for (const char *c = ":[]"; *c; c++)
+        via_val_ok[(unsigned char)*c] = 1;
     static const char alnum[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     static const char unreserved[] = "-_.!~*'()";
@@ -1084,7 +1104,7 @@ static struct PyModuleDef scan_module = {
 
 PyMODINIT_FUNC PyInit__scan(void) {
     if (scheme_sip == NULL) {
-        uri_tables();
+        char_tables();
         scheme_sip = PyUnicode_InternFromString("sip");
         scheme_sips = PyUnicode_InternFromString("sips");
         if (scheme_sip == NULL || scheme_sips == NULL)

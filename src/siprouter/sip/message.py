@@ -42,7 +42,8 @@ from .headers import (
 
 # The header-line index in C (siprouter/sip/_scan.c), built with the compiled hot path; a pure
 # Python install does the same work in _fast_headers.
-_IndexHeaders = Callable[[str, dict[str, tuple[str, str]]], list[list[str | None]] | None]
+_IndexHeaders = Callable[[str, dict[str, tuple[str, str]], int, int],
+                         list[list[str | None]] | None]
 _c_index_headers: Final[_IndexHeaders | None] = native("siprouter.sip._scan", "index_headers")
 # SipMessage.to_bytes in C when built (None when some part needs the Python path)
 _Serialize = Callable[[str, list[list[str | None]], bytes, dict[str, str]], bytes | None]
@@ -892,12 +893,16 @@ _WIRE_WS: Final = " \t\r\n\x0b\x0c\x1c\x1d\x1e\x1f"
 _parse_entries: Final[dict[str, tuple[str, str]]] = {}
 
 
-def _index_block(block: str) -> list[list[str | None]]:
-    """The header entries of a header section (``block``: the lines after the start line)."""
+def _index_block(text: str, start: int = 0, end: int = -1) -> list[list[str | None]]:
+    """The header entries of a header section: ``text[start:end]`` (end -1: to the end of the
+    text) holds the lines after the start line."""
+    if end < 0:
+        end = len(text)
     if _c_index_headers is not None:
-        hl = _c_index_headers(block, _parse_entries)
+        hl = _c_index_headers(text, _parse_entries, start, end)
         if hl is not None:
             return hl
+    block = text if start == 0 and end == len(text) else text[start:end]
     hdrs: list[list[str | None]] = []
     if not _fast_headers(hdrs, block):
         hdrs = []
@@ -976,7 +981,7 @@ def _index_headers(raw: bytes) -> list[list[str | None]]:
     end = raw.find(b"\r\n\r\n")
     head_end = end + 2 if end >= 0 else raw.find(b"\n\n") + 1
     head = raw[:head_end].decode("latin-1")
-    return _index_block(head[head.find("\n") + 1 :])
+    return _index_block(head, head.find("\n") + 1)
 
 
 def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
@@ -1006,17 +1011,16 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         if end < 0:
             raise ParseError(400, "no end of header section")
         head_end, body_start = end + 1, end + 2
-    # the header section, each line with its own line end
-    head = text[start:head_end]
+    # the header section, text[start:head_end], each line with its own line end (read in
+    # place: the start line and the header lines are cut from text itself)
     msg = SipMessage()
-    fl_end = head.find("\n")
-    first = head[:fl_end].removesuffix("\r")
+    fl_end = text.find("\n", start, head_end)
+    first = text[start:fl_end].removesuffix("\r")
     _parse_first_line(msg, first)
-    block = head[fl_end + 1 :]
-    hdrs = msg._hdrs = _index_block(block)
-    msg._ascii = is_ascii(block)
+    hdrs = msg._hdrs = _index_block(text, fl_end + 1, head_end)
+    msg._ascii = is_ascii(text) or is_ascii(text[fl_end + 1 : head_end])
     if head_end == end + 2:  # CRLF CRLF ends the header section: offsets in raw
-        msg._hdr_at = fl_end + 1
+        msg._hdr_at = fl_end + 1 - start
         msg._body_at = body_start - start
 
     # Content-Length and body
