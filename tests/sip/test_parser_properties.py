@@ -736,3 +736,42 @@ def test_c_uri_reader_reads_the_common_forms() -> None:
         assert scan.uri_parts(other) is None, other
     with pytest.raises(TypeError):
         scan.uri_parts(b"sip:h")
+
+
+name_addr_like = st.builds(
+    lambda lead, uri, close, params, tail: f"{lead}{uri}{close}{params}{tail}",
+    st.sampled_from(["<", "", " <", '"A" <', "A <", "<<"]),
+    st.one_of(st.sampled_from(["sip:a@h", "sip:h:5060;lr", ":x", "x", "", "sip:a b", 'sip:"a',
+                               "sips:[::1]:5061", "tel:+1"]),
+              st.text(alphabet="sip:@ab;=<\"\t", max_size=10)),
+    st.sampled_from([">", "", ">>"]),
+    st.one_of(st.from_regex(r"(;[a-zA-Z]{1,5}(=[a-zA-Z0-9:.]{0,5})?){0,3}", fullmatch=True),
+              st.text(alphabet=";= \t\"aZ9,<>\xe9-", max_size=12)),
+    st.sampled_from(["", " ", ",x", ";", "\r\n"]),
+)
+
+
+@SETTINGS
+@given(st.one_of(name_addr_like, sip_text))
+def test_c_name_addr_reader_agrees_with_python_parser(text: str) -> None:
+    """siprouter.sip._scan.name_addr_parts accepts only name-addrs the Python parser accepts,
+    and reads them to the same URI and parameters (and no display name)."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip.headers import _parse_name_addr_py
+
+    got = scan.name_addr_parts(text)
+    if got is None:
+        return
+    na = _parse_name_addr_py(text)  # must not raise
+    assert got == (na.uri, na.params) and na.display is None, text
+
+
+def test_c_name_addr_reader_reads_the_common_forms() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    assert scan.name_addr_parts("<sip:a@h:5062>") == ("sip:a@h:5062", {})
+    assert scan.name_addr_parts("<sip:b@h;lr>;TAG=x1;Expires=60;q=0.5;+sip.instance") == (
+        "sip:b@h;lr", {"tag": "x1", "expires": "60", "q": "0.5", "+sip.instance": None})
+    for other in ('"A" <sip:a@h>', "A <sip:a@h>", "sip:a@h", "<sip:a@h> ", "<sip:a@h>;",
+                  "<sip:a@h>;t=", '<sip:a@h>;t="x"', "<:a>", "<a>", "<sip:a b>", "<sip:\xe9>",
+                  "<sip:a@h>,<sip:b@h>"):
+        assert scan.name_addr_parts(other) is None, other

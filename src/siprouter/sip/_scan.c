@@ -34,8 +34,8 @@
  * serialize(first, hdrs, body, display) writes a message out as SipMessage.to_bytes does in
  * Python (see below), into one bytes object sized in a first pass.
  *
- * uri_parts(text) reads the common form of a sip: or sips: URI as siprouter.sip.uri does (see
- * below).
+ * uri_parts(text) and name_addr_parts(text) read the common form of a sip: or sips: URI and of
+ * a name-addr as siprouter.sip.uri and siprouter.sip.headers do (see below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -265,9 +265,10 @@ static const char *const TRANSPORTS[] = {"UDP", "TCP", "TLS", "SCTP", "TLS-SCTP"
 #define N_TRANSPORTS (sizeof(TRANSPORTS) / sizeof(TRANSPORTS[0]))
 static PyObject *transport_str[N_TRANSPORTS];
 
-/* the Via parameter names nearly every Via carries, as interned str (their hash kept): a
- * params dict takes these instead of a new str per parameter */
-static const char *const PARAM_KEYS[] = {"branch", "rport", "received", "ttl", "maddr", "alias"};
+/* the Via parameter names nearly every Via carries, and those of From/To/Contact, as interned
+ * str (their hash kept): a params dict takes these instead of a new str per parameter */
+static const char *const PARAM_KEYS[] = {"branch", "rport", "received", "ttl", "maddr", "alias",
+                                         "tag", "expires", "q"};
 enum { KEY_BRANCH, KEY_RPORT, KEY_RECEIVED, KEY_TTL, KEY_MADDR, KEY_ALIAS };
 #define N_PARAM_KEYS (sizeof(PARAM_KEYS) / sizeof(PARAM_KEYS[0]))
 static PyObject *param_key[N_PARAM_KEYS];
@@ -894,6 +895,8 @@ python:
  * value of them (both not empty; names in lower case, the last of a name kept); no '?'
  * headers. One byte per code point only. */
 static unsigned char uri_user_ok[256], uri_host_ok[256], uri_param_ok[256];
+/* name_addr_parts: the characters a URI in <> may not have, and those of a parameter value */
+static unsigned char na_uri_bad[256], na_value_ok[256];
 static PyObject *scheme_sip, *scheme_sips;
 
 static void char_tables(void) {
@@ -917,6 +920,10 @@ static void char_tables(void) {
         uri_param_ok[(unsigned char)*c] = 1;
     for (const char *c = "-_."; *c; c++)
         uri_host_ok[(unsigned char)*c] = 1;
+    for (const char *c = " \t\r\n<>\""; *c; c++)
+        na_uri_bad[(unsigned char)*c] = 1;
+    for (int c = 0x21; c < 0x7f; c++)
+        na_value_ok[c] = strchr(";,\"<>", c) == NULL;
 }
 
 /* a str of s[0:n] in lower case (ASCII) */
@@ -1066,6 +1073,102 @@ error:
     return NULL;
 }
 
+/* name_addr_parts(text): the common form of a name-addr, read as
+ * siprouter.sip.headers._parse_name_addr_py reads it: returns (uri, params) or None for
+ * anything else, which the Python parser then reads (and refuses, with the error). The common
+ * form: '<', a URI with a ':' (not first) and none of SP HTAB CR LF '<' '"', '>', then
+ * parameters ";name[=value]" with no whitespace, each name a token (in lower case in params,
+ * the last of a name kept) and each value one or more characters other than SP HTAB CR LF
+ * ';' ',' '"' '<' '>' (no quoted value), up to the end. No display name, no addr-spec
+ * without '<>'. ASCII only. */
+static PyObject *name_addr_parts(PyObject *self, PyObject *text) {
+    (void)self;
+    if (ready_str(text, "name_addr_parts(text: str)") < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    if (n < 3 || s[0] != '<')
+        Py_RETURN_NONE;
+    const Py_UCS1 *gt = memchr(s + 1, '>', (size_t)(n - 1));
+    if (gt == NULL)
+        Py_RETURN_NONE;
+    Py_ssize_t ue = gt - s, colon = -1;
+    for (Py_ssize_t i = 1; i < ue; i++) {
+        if (na_uri_bad[s[i]])
+            Py_RETURN_NONE;
+        if (s[i] == ':' && colon < 0)
+            colon = i;
+    }
+    if (colon <= 1)
+        Py_RETURN_NONE; /* no ':', or ':' first (an empty URI has none) */
+    Py_ssize_t pos = ue + 1;
+    for (Py_ssize_t i = pos; i < n;) { /* checked before anything is made */
+        if (s[i] != ';')
+            Py_RETURN_NONE;
+        Py_ssize_t ks = ++i;
+        while (i < n && via_key_ok[s[i]])
+            i++;
+        if (i == ks)
+            Py_RETURN_NONE;
+        if (i < n && s[i] == '=') {
+            Py_ssize_t vs = ++i;
+            while (i < n && na_value_ok[s[i]])
+                i++;
+            if (i == vs)
+                Py_RETURN_NONE;
+        }
+    }
+    PyObject *params = PyDict_New();
+    if (params == NULL)
+        return NULL;
+    while (pos < n) {
+        Py_ssize_t ks = ++pos;
+        while (pos < n && via_key_ok[s[pos]])
+            pos++;
+        Py_ssize_t ke = pos;
+        PyObject *value;
+        if (pos < n && s[pos] == '=') {
+            Py_ssize_t vs = ++pos;
+            while (pos < n && na_value_ok[s[pos]])
+                pos++;
+            value = PyUnicode_Substring(text, vs, pos);
+            if (value == NULL)
+                goto error;
+        } else {
+            value = Py_None;
+            Py_INCREF(value);
+        }
+        PyObject *key = known_key(s + ks, ke - ks);
+        if (key != NULL)
+            Py_INCREF(key);
+        else if ((key = lower_str(s + ks, ke - ks)) == NULL) {
+            Py_DECREF(value);
+            goto error;
+        }
+        int rc = PyDict_SetItem(params, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0)
+            goto error;
+    }
+    PyObject *uri = PyUnicode_Substring(text, 1, ue);
+    if (uri == NULL)
+        goto error;
+    PyObject *out = PyTuple_New(2);
+    if (out == NULL) {
+        Py_DECREF(uri);
+        goto error;
+    }
+    PyTuple_SET_ITEM(out, 0, uri);
+    PyTuple_SET_ITEM(out, 1, params);
+    return out;
+error:
+    Py_DECREF(params);
+    return NULL;
+}
+
 /* is_ascii(text) -> bool: str.isascii() as a plain call (a str method is a generic method call
  * from compiled code, several times the cost) */
 static PyObject *is_ascii(PyObject *self, PyObject *text) {
@@ -1089,6 +1192,8 @@ static PyMethodDef scan_methods[] = {
     {"values_hash", (PyCFunction)(void (*)(void))values_hash, METH_FASTCALL,
      "values_hash(first, second, hdrs, names) -> str | None: a hash of header values."},
     {"is_ascii", (PyCFunction)is_ascii, METH_O, "is_ascii(text) -> bool: str.isascii()."},
+    {"name_addr_parts", (PyCFunction)name_addr_parts, METH_O,
+     "name_addr_parts(text) -> (uri, params) | None: a common name-addr read."},
     {"uri_parts", (PyCFunction)uri_parts, METH_O,
      "uri_parts(text) -> (scheme, user, host, port, params) | None: a common sip: URI read."},
     {"serialize", (PyCFunction)(void (*)(void))serialize, METH_FASTCALL,

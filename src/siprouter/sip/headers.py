@@ -34,6 +34,10 @@ _ViaParm = Callable[[str], tuple[str, str, int | None, dict[str, str | None]] | 
 
 
 _c_via_parm: Final[_ViaParm | None] = native("siprouter.sip._scan", "via_parm")
+# the common name-addr form, "<uri>;k=v...", read in C: (uri, params) or None
+_NameAddrParts = Callable[[str], tuple[str, dict[str, str | None]] | None]
+_c_name_addr_parts: Final[_NameAddrParts | None] = native("siprouter.sip._scan",
+                                                          "name_addr_parts")
 
 __all__ = [
     "NameAddr",
@@ -502,6 +506,16 @@ def parse_name_addr(value: str) -> NameAddr:
 
 
 def _parse_name_addr(value: str) -> NameAddr:
+    if _c_name_addr_parts is not None:
+        got = _c_name_addr_parts(value)
+        if got is not None:
+            return NameAddr(None, got[0], got[1])
+    return _parse_name_addr_py(value)
+
+
+def _parse_name_addr_py(value: str) -> NameAddr:
+    """Any name-addr or addr-spec; ``siprouter.sip._scan.name_addr_parts`` reads the common
+    ``<uri>;k=v`` form the same way in C, when it is built."""
     text = value.strip()
     if not text:
         raise ValueError("bad name-addr: empty")
