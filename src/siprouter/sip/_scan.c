@@ -32,7 +32,8 @@
  * header lines, for the proxy's loop detection (see below).
  *
  * serialize(first, hdrs, body, display) writes a message out as SipMessage.to_bytes does in
- * Python (see below), into one bytes object sized in a first pass.
+ * Python (see below), into one bytes object sized in a first pass; with three more arguments,
+ * a response to it as siprouter.sip.build writes one.
  *
  * uri_parts(text) and name_addr_parts(text) read the common form of a sip: or sips: URI and of
  * a name-addr as siprouter.sip.uri and siprouter.sip.headers do (see below).
@@ -596,35 +597,80 @@ static PyObject *memo_key(PyObject *self, PyObject *text) {
     return key;
 }
 
-/* serialize(first, hdrs, body, display) -> bytes | None: the start line `first`, CRLF, then
- * for each entry of `hdrs` (the [canonical name, value, line, written name] lists of
- * index_headers, as edited since) its line as received, or when that is None (an edited
- * entry) "name: value" with the written name, or else display[canonical name]; each line
- * ended by CRLF, then CRLF and `body`. None when some part is not a str of one byte per code
- * point, an entry is not such a list, or an edited entry's name is not known that way: the
- * caller then writes it in Python (the same result, or the same error). */
+/* serialize(first, hdrs, body, display[, names, to_tag, tail]) -> bytes | None: the start line
+ * `first`, CRLF, then for each entry of `hdrs` (the [canonical name, value, line, written name]
+ * lists of index_headers, as edited since) its line as received, or when that is None (an
+ * edited entry) "name: value" with the written name, or else display[canonical name]; each
+ * line ended by CRLF, then CRLF and `body`. None when some part is not a str of one byte per
+ * code point, an entry is not such a list, or an edited entry's name is not known that way:
+ * the caller then writes it in Python (the same result, or the same error).
+ *
+ * With the three more arguments it writes a response from its request's entries, as
+ * siprouter.sip.build._response_py does: only the entries whose canonical name is in the set
+ * `names`; when `to_tag` is a str, each "to" entry as "To: " value ";tag=" to_tag; and
+ * `tail` (the lines after the copied ones, up to and with the empty line) in place of the
+ * final CRLF. */
 static int one_byte_str(PyObject *o) {
     return PyUnicode_Check(o) && PyUnicode_READY(o) == 0
         && PyUnicode_KIND(o) == PyUnicode_1BYTE_KIND;
 }
 
+/* whether entry `h` is written (its canonical name in `names`, or no `names`): 1, 0, or -1
+ * with an exception set */
+static inline int wanted(PyObject *names, PyObject *h) {
+    return names == NULL ? 1 : PySet_Contains(names, PyList_GET_ITEM(h, 0));
+}
+
+/* canonical name "to" */
+static inline int is_to(PyObject *canon) {
+    return PyUnicode_KIND(canon) == PyUnicode_1BYTE_KIND && PyUnicode_GET_LENGTH(canon) == 2
+        && PyUnicode_1BYTE_DATA(canon)[0] == 't' && PyUnicode_1BYTE_DATA(canon)[1] == 'o';
+}
+
 static PyObject *serialize(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
-    if (nargs != 4 || !PyList_Check(args[1]) || !PyBytes_Check(args[2])
-        || !PyDict_Check(args[3])) {
+    if ((nargs != 4 && nargs != 7) || !PyList_Check(args[1]) || !PyBytes_Check(args[2])
+        || !PyDict_Check(args[3])
+        || (nargs == 7 && ((args[4] != Py_None && !PyAnySet_Check(args[4]))
+                           || (args[5] != Py_None && !PyUnicode_Check(args[5]))
+                           || !PyUnicode_Check(args[6])))) {
         PyErr_SetString(PyExc_TypeError,
-                        "serialize(first: str, hdrs: list, body: bytes, display: dict)");
+                        "serialize(first: str, hdrs: list, body: bytes, display: dict"
+                        "[, names: set | None, to_tag: str | None, tail: str])");
         return NULL;
     }
     PyObject *first = args[0], *hdrs = args[1], *body = args[2], *display = args[3];
-    if (!one_byte_str(first))
+    PyObject *names = nargs == 7 && args[4] != Py_None ? args[4] : NULL;
+    PyObject *to_tag = nargs == 7 && args[5] != Py_None ? args[5] : NULL;
+    PyObject *tail = nargs == 7 ? args[6] : NULL;
+    /* the entries written, found in the first pass (borrowed: hdrs is not changed meanwhile) */
+    PyObject *pick_stack[64], **pick = pick_stack;
+    if (!one_byte_str(first) || (to_tag != NULL && !one_byte_str(to_tag))
+        || (tail != NULL && !one_byte_str(tail)))
         goto python;
-    Py_ssize_t count = PyList_GET_SIZE(hdrs);
-    Py_ssize_t total = PyUnicode_GET_LENGTH(first) + 2 + 2 + PyBytes_GET_SIZE(body);
+    Py_ssize_t count = PyList_GET_SIZE(hdrs), picked = 0;
+    Py_ssize_t total = PyUnicode_GET_LENGTH(first) + 2 + PyBytes_GET_SIZE(body)
+                       + (tail != NULL ? PyUnicode_GET_LENGTH(tail) : 2);
+    if (count > 64 && (pick = PyMem_Malloc((size_t)count * sizeof(PyObject *))) == NULL)
+        return PyErr_NoMemory();
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *h = PyList_GET_ITEM(hdrs, i);
-        if (!PyList_Check(h) || PyList_GET_SIZE(h) < 4)
-            Py_RETURN_NONE;
+        if (!PyList_Check(h) || PyList_GET_SIZE(h) < 4 || !PyUnicode_Check(PyList_GET_ITEM(h, 0)))
+            goto python;
+        int want = wanted(names, h);
+        if (want < 0)
+            goto python;
+        if (!want)
+            continue;
+        pick[picked++] = h;
+        PyObject *value = PyList_GET_ITEM(h, 1);
+        if (to_tag != NULL && PyUnicode_READY(PyList_GET_ITEM(h, 0)) == 0
+            && is_to(PyList_GET_ITEM(h, 0))) {
+            if (!one_byte_str(value))
+                goto python;
+            total += 4 + PyUnicode_GET_LENGTH(value) + 5 + PyUnicode_GET_LENGTH(to_tag) + 2;
+            continue;
+        }
         PyObject *line = PyList_GET_ITEM(h, 2);
         if (line != Py_None) {
             if (!one_byte_str(line))
@@ -634,19 +680,17 @@ static PyObject *serialize(PyObject *self, PyObject *const *args, Py_ssize_t nar
         }
         PyObject *name = PyList_GET_ITEM(h, 3);
         if (name == Py_None || (PyUnicode_Check(name) && PyUnicode_GET_LENGTH(name) == 0)) {
-            PyObject *canon = PyList_GET_ITEM(h, 0);
-            name = PyUnicode_Check(canon) ? PyDict_GetItemWithError(display, canon) : NULL;
+            name = PyDict_GetItemWithError(display, PyList_GET_ITEM(h, 0));
             if (name == NULL)
                 goto python;
         }
-        PyObject *value = PyList_GET_ITEM(h, 1);
         if (!one_byte_str(name) || !one_byte_str(value))
             goto python;
         total += PyUnicode_GET_LENGTH(name) + 2 + PyUnicode_GET_LENGTH(value) + 2;
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, total);
     if (out == NULL)
-        return NULL;
+        goto python;
     char *w = PyBytes_AS_STRING(out);
 #define PUT_STR(o)                                                     \
     do {                                                               \
@@ -657,29 +701,46 @@ static PyObject *serialize(PyObject *self, PyObject *const *args, Py_ssize_t nar
     PUT_STR(first);
     *w++ = '\r';
     *w++ = '\n';
-    for (Py_ssize_t i = 0; i < count; i++) {
-        PyObject *h = PyList_GET_ITEM(hdrs, i);
-        PyObject *line = PyList_GET_ITEM(h, 2);
-        if (line != Py_None) {
-            PUT_STR(line);
-        } else {
-            PyObject *name = PyList_GET_ITEM(h, 3);
-            if (name == Py_None || PyUnicode_GET_LENGTH(name) == 0)
-                name = PyDict_GetItem(display, PyList_GET_ITEM(h, 0)); /* found above */
-            PUT_STR(name);
-            *w++ = ':';
-            *w++ = ' ';
+    for (Py_ssize_t i = 0; i < picked; i++) {
+        PyObject *h = pick[i];
+        if (to_tag != NULL && is_to(PyList_GET_ITEM(h, 0))) {
+            memcpy(w, "To: ", 4);
+            w += 4;
             PUT_STR(PyList_GET_ITEM(h, 1));
+            memcpy(w, ";tag=", 5);
+            w += 5;
+            PUT_STR(to_tag);
+        } else {
+            PyObject *line = PyList_GET_ITEM(h, 2);
+            if (line != Py_None) {
+                PUT_STR(line);
+            } else {
+                PyObject *name = PyList_GET_ITEM(h, 3);
+                if (name == Py_None || PyUnicode_GET_LENGTH(name) == 0)
+                    name = PyDict_GetItem(display, PyList_GET_ITEM(h, 0)); /* found above */
+                PUT_STR(name);
+                *w++ = ':';
+                *w++ = ' ';
+                PUT_STR(PyList_GET_ITEM(h, 1));
+            }
         }
         *w++ = '\r';
         *w++ = '\n';
     }
+    if (tail != NULL) {
+        PUT_STR(tail);
+    } else {
+        *w++ = '\r';
+        *w++ = '\n';
+    }
 #undef PUT_STR
-    *w++ = '\r';
-    *w++ = '\n';
     memcpy(w, PyBytes_AS_STRING(body), (size_t)PyBytes_GET_SIZE(body));
+    if (pick != pick_stack)
+        PyMem_Free(pick);
     return out;
 python:
+    if (pick != pick_stack)
+        PyMem_Free(pick);
     if (PyErr_Occurred())
         return NULL;
     Py_RETURN_NONE;
@@ -1197,7 +1258,8 @@ static PyMethodDef scan_methods[] = {
     {"uri_parts", (PyCFunction)uri_parts, METH_O,
      "uri_parts(text) -> (scheme, user, host, port, params) | None: a common sip: URI read."},
     {"serialize", (PyCFunction)(void (*)(void))serialize, METH_FASTCALL,
-     "serialize(first, hdrs, body, display) -> bytes | None: a message written out."},
+     "serialize(first, hdrs, body, display[, names, to_tag, tail]) -> bytes | None: a message"
+     " (or a response to it) written out."},
     {NULL, NULL, 0, NULL},
 };
 

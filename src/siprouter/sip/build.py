@@ -104,30 +104,43 @@ def make_response(
     """
     if reason is None:
         reason = REASONS.get(status, "Unknown")
-    out = [f"SIP/2.0 {status} {_clean(reason)}\r\n"]
-    add_tag = bool(to_tag) and status != 100 and request.to_tag is None
-    if not add_tag:
-        # the lines as the request has them (no To tag to add): no line written again
-        lines = request.wire_lines_of(_COPIED_100 if status == 100 else _COPIED_SET)
+    first = f"SIP/2.0 {status} {_clean(reason)}"
+    names = _COPIED_100 if status == 100 else _COPIED_SET
+    # the lines as the request has them, but the To written again with the tag when one is added
+    tag = to_tag if to_tag and status != 100 and request.to_tag is None else None
+    tail = _tail(headers, body, server)
+    data = request.response_bytes(first, names, tag, tail, body)
+    return _response_py(request, first, names, tag, tail, body) if data is None else data
+
+
+def _response_py(request: SipMessage, first: str, names: frozenset[str], to_tag: str | None,
+                 tail: str, body: bytes) -> bytes:
+    """What ``SipMessage.response_bytes`` writes in C: the status line, the request's lines
+    named in ``names`` (each "to" one as ``To: value;tag=to_tag`` when ``to_tag`` is given),
+    ``tail`` and ``body``."""
+    out = [first, "\r\n"]
+    if to_tag is None:
+        lines = request.wire_lines_of(names)
         if lines:
             out.append("\r\n".join(lines))
             out.append("\r\n")
-        return _finish(out, headers, body, server)
-    # the lines as they are but the To, written again with the tag
-    for c, value, line in request.wire_named_lines_of(_COPIED_SET):
-        if c == "to":
-            out.append(f"To: {value};tag={to_tag}\r\n")
-        else:
-            out.append(line)
-            out.append("\r\n")
-    return _finish(out, headers, body, server)
+    else:
+        for c, value, line in request.wire_named_lines_of(names):
+            if c == "to":
+                out.append(f"To: {value};tag={to_tag}\r\n")
+            else:
+                out.append(line)
+                out.append("\r\n")
+    out.append(tail)
+    # header_items() gives the wire form (one code point per byte); new text is UTF-8
+    data = "".join(out).encode("latin-1")
+    return data + body if body else data
 
 
-def _finish(
-    out: list[str], headers: Iterable[tuple[str, str]], body: bytes, server: str | None
-) -> bytes:
-    """The rest of a response after the copied lines: extra headers, Server, Content-Length,
-    the body."""
+def _tail(headers: Iterable[tuple[str, str]], body: bytes, server: str | None) -> str:
+    """The rest of a response's header section after the copied lines: extra headers, Server,
+    Content-Length and the empty line."""
+    out: list[str] = []
     for name, value in headers:
         out.append(f"{name}: {_clean(value)}\r\n")
     if server:
@@ -137,10 +150,10 @@ def _finish(
             if len(_SERVER_LINES) < 16:
                 _SERVER_LINES[server] = line
         out.append(line)
+    if not out and not body:
+        return "Content-Length: 0\r\n\r\n"
     out.append(f"Content-Length: {len(body)}\r\n\r\n" if body else "Content-Length: 0\r\n\r\n")
-    # header_items() gives the wire form (one code point per byte); new text is UTF-8
-    data = "".join(out).encode("latin-1")
-    return data + body if body else data
+    return "".join(out)
 
 
 # the Server line of each server name given (one per process, in practice)

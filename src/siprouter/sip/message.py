@@ -48,6 +48,10 @@ _c_index_headers: Final[_IndexHeaders | None] = native("siprouter.sip._scan", "i
 # SipMessage.to_bytes in C when built (None when some part needs the Python path)
 _Serialize = Callable[[str, list[list[str | None]], bytes, dict[str, str]], bytes | None]
 _c_serialize: Final[_Serialize | None] = native("siprouter.sip._scan", "serialize")
+# the same function writing a response from a request's entries (see SipMessage.response_bytes)
+_Respond = Callable[[str, list[list[str | None]], bytes, dict[str, str], frozenset[str],
+                     str | None, str], bytes | None]
+_c_respond: Final[_Respond | None] = native("siprouter.sip._scan", "serialize")
 _ValuesHash = Callable[[str, str, list[list[str | None]], frozenset[str]], str | None]
 _c_values_hash: Final[_ValuesHash | None] = native("siprouter.sip._scan", "values_hash")
 _c_is_ascii: Final[Callable[[str], bool] | None] = native("siprouter.sip._scan", "is_ascii")
@@ -414,6 +418,16 @@ class SipMessage:
         ``names``, the line as :meth:`wire_lines_of` gives it."""
         return [(h[0], h[1], _line_of(h))  # type: ignore[misc]
                 for h in self._hdrs if h[0] in names]
+
+    def response_bytes(self, first: str, names: frozenset[str], to_tag: str | None, tail: str,
+                       body: bytes) -> bytes | None:
+        """A response to this request written in one go (``siprouter.sip._scan.serialize``):
+        the status line ``first``, the lines of :meth:`wire_lines_of` ``names``, each "to" one
+        as ``To: value;tag=to_tag`` when ``to_tag`` is given, then ``tail`` and ``body``. None
+        when the C helper is not built or declines (``build._response_py`` writes it then)."""
+        if _c_respond is None:
+            return None
+        return _c_respond(first, self._hdrs, body, _DISPLAY, names, to_tag, tail)
 
     def wire_values_of(self, names: frozenset[str]) -> list[str]:
         """Wire-form values of every line whose canonical name is in ``names``, in order."""
