@@ -236,3 +236,31 @@ def test_thousand_aors(tmp_path: Path) -> None:
     assert all(loc2.lookup(f"user{i}@example.com", T0 + 61) for i in range(1, 1000, 2))
     store.close()
     loc2.store.close()
+
+
+def test_sweep_finds_what_is_due_through_the_expiry_index() -> None:
+    """A sweep removes exactly what a walk over every binding finds expired: refreshed
+    bindings stay, bindings due later in the current second are found by the next sweep, and
+    an AoR filed under several seconds is reported once per binding."""
+    loc = Location(use_domain=True)
+    loc.save(bind("a@x", "sip:a1@1", expires=T0 + 10.2))
+    loc.save(bind("a@x", "sip:a2@1", expires=T0 + 10.7))
+    loc.save(bind("b@x", "sip:b@1", expires=T0 + 5))
+    loc.save(bind("b@x", "sip:b@1", expires=T0 + 100))  # refreshed before it fell due
+    loc.save(bind("c@x", "sip:c@1", expires=T0 + 3))
+    loc.remove("c@x", "sip:c@1")  # removed: its AoR stays filed, with nothing due
+    for now in (T0 + 4, T0 + 6, T0 + 10.5, T0 + 10.9, T0 + 99, T0 + 100):
+        want = sorted(b.contact for b in loc.expired(now))
+        assert sorted(b.contact for b in loc.sweep(now)) == want
+        assert loc.expired(now) == []
+    assert loc.count() == 0 and loc.aor_count() == 0
+
+
+def test_loaded_bindings_are_in_the_expiry_index(tmp_path: Path) -> None:
+    store = SqliteLocationStore(str(tmp_path / "loc.sqlite"))
+    Location(store).save(bind("a@x", "sip:a@1", expires=T0 + 50))
+    loc = Location(store)
+    assert loc.load(T0) == 1
+    assert loc.sweep(T0 + 49) == []
+    assert [b.contact for b in loc.sweep(T0 + 50)] == ["sip:a@1"]
+    store.close()

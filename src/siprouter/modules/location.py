@@ -25,8 +25,11 @@ so one user name is one AoR across all domains.
 
 from __future__ import annotations
 
+import heapq
 import logging
+import math
 from collections.abc import Sequence
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -38,6 +41,10 @@ __all__ = ["Binding", "Location", "StoreError", "normalize_aor"]
 log = logging.getLogger(__name__)
 
 
+# expiries beyond this (year 5138) are not indexed
+_FAR: Final = 1e11
+
+
 def _order_key(b: Binding) -> tuple[float, float]:
     return (-b.q, -b.last_modified)
 
@@ -46,7 +53,7 @@ def _order_key(b: Binding) -> tuple[float, float]:
 class Location:
     """The in-memory, persisted location table (one per worker process)."""
 
-    __slots__ = ("_count", "_records", "store", "use_domain")
+    __slots__ = ("_bucket_keys", "_buckets", "_count", "_records", "store", "use_domain")
 
     def __init__(self, store: LocationStore | None = None, *, use_domain: bool = False) -> None:
         # None: the table is held in memory only (``--db memory://``), nothing is persisted
@@ -54,6 +61,13 @@ class Location:
         self.use_domain = use_domain
         self._records: dict[str, list[Binding]] = {}
         self._count = 0
+        # the expiry index: whole second of a binding's expiry -> the AoRs stored with a binding
+        # expiring in that second (a refreshed or removed binding leaves its AoR behind, found
+        # to have nothing due when its second comes), and those seconds as a min-heap; a sweep
+        # visits what is due instead of every binding (at 1,000,000 bindings a full walk took
+        # ~32 ms of CPU, once a second)
+        self._buckets: dict[int, list[str]] = {}
+        self._bucket_keys: list[int] = []
 
     # -- start -------------------------------------------------------------------------------------
     def load(self, now: float) -> int:
@@ -69,6 +83,10 @@ class Location:
             lst.sort(key=_order_key)
         self._records = records
         self._count = len(bindings)
+        self._buckets = {}
+        self._bucket_keys = []
+        for b in bindings:
+            self._index_expiry(b)
         return self._count
 
     # -- reads (hot path) --------------------------------------------------------------------------
@@ -176,15 +194,43 @@ class Location:
             self._apply_memory(upserts, deletes)
 
     def expired(self, now: float) -> list[Binding]:
-        """The bindings whose ``expires <= now`` (not removed)."""
+        """The bindings whose ``expires <= now`` (not removed), from a walk over every AoR."""
         return [b for lst in self._records.values() for b in lst if b.expires <= now]
+
+    def due(self, now: float) -> list[Binding]:
+        """What :meth:`expired` gives, found through the expiry index: only the AoRs filed under
+        a second up to ``now`` are looked at. The index forgets the seconds before ``now``'s,
+        so call it to remove what it returns (as :meth:`sweep` does)."""
+        buckets = self._buckets
+        keys = self._bucket_keys
+        cut = math.floor(now)
+        aors: list[str] = []
+        while keys and keys[0] < cut:
+            aors.extend(buckets.pop(heapq.heappop(keys)))
+        current = buckets.get(cut)  # kept: what falls due later in this second is found then
+        if current is not None:
+            aors.extend(current)
+        out: list[Binding] = []
+        seen: set[str] = set()
+        records = self._records
+        for aor in aors:
+            if aor in seen:
+                continue
+            seen.add(aor)
+            lst = records.get(aor)
+            if lst is not None:
+                for b in lst:
+                    if b.expires <= now:
+                        out.append(b)
+        return out
 
     def sweep(self, now: float) -> list[Binding]:
         """Remove every expired binding (``expires <= now``) from memory and the store.
 
-        Walks every AoR (like usrloc's timer); call it every few tens of seconds. A store failure
-        here is logged, not raised: the bindings are dead anyway and ``load_all`` drops them."""
-        expired = self.expired(now)
+        Visits the AoRs the expiry index files under the seconds up to ``now`` (usrloc's timer
+        walks the whole table instead). A store failure here is logged, not raised: the
+        bindings are dead anyway and ``load_all`` drops them."""
+        expired = self.due(now)
         if not expired:
             return expired
         try:
@@ -197,6 +243,17 @@ class Location:
         return expired
 
     # -- internals ---------------------------------------------------------------------------------
+    def _index_expiry(self, b: Binding) -> None:
+        exp = b.expires
+        if not exp < _FAR:  # no expiry to speak of (or NaN): a walk with expired() finds it
+            return
+        second = math.floor(exp)
+        bucket = self._buckets.get(second)
+        if bucket is None:
+            bucket = self._buckets[second] = []
+            heapq.heappush(self._bucket_keys, second)
+        bucket.append(b.aor)
+
     def _find(self, aor: str, contact: str) -> Binding | None:
         lst = self._records.get(aor)
         if lst is not None:
@@ -219,6 +276,7 @@ class Location:
                     touched.add(d.aor)
                     break
         for u in upserts:
+            self._index_expiry(u)
             lst = records.get(u.aor)
             if lst is None:
                 lst = records[u.aor] = []

@@ -633,7 +633,7 @@ class ReplicatedLocation(Location):
         self.peers.sync()
         if self.sweeps_store:
             return super().sweep(now)
-        expired = self.expired(now)
+        expired = self.due(now)
         if expired:
             self.apply_replicated((), expired)
         return expired
