@@ -320,3 +320,18 @@ def test_rewrites_leave_the_shared_parses_unchanged(h: Harness) -> None:
         assert str(parse_uri(ruri)) == before_uri
         assert parse_name_addr(contact).to_string() == before_contact
         assert str(parse_uri("sip:alice@192.168.1.10:5070")) == before_contact_uri
+
+
+@pytest.mark.parametrize(("value", "rc", "after"), [
+    ("70", 1, "69"), ("1", 1, "0"), ("0", -1, "0"), ("255", 1, "70"), ("007", 1, "6"),
+    ("\xb2", -2, "\xb2"), ("1234", -2, "1234"), ("7a", -2, "7a"), ("", -2, ""),
+])
+def test_process_maxfwd(h: Harness, value: str, rc: int, after: str) -> None:
+    """Kamailio's maxfwd: decrement (capped at max_limit 70), -1 at 0, -2 for a value that is
+    not 1 to 3 ASCII digits (a superscript two is a digit to str.isdigit, not to SIP)."""
+    r = req_of(h, msg().replace(b"Max-Forwards: 70", f"Max-Forwards: {value}".encode("latin-1")))
+    before = r.msg.get("max-forwards")
+    assert h.core.process_maxfwd(r.msg, 10) == rc
+    assert r.msg.get("max-forwards") == (after if rc == 1 else before)
+    if rc == 1:
+        assert f"\r\nMax-Forwards: {after}\r\n".encode() in r.msg.to_bytes()

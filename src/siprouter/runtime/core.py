@@ -88,6 +88,24 @@ def reply_destination(via: Via, src: Endpoint) -> Endpoint:
     return endpoint("udp", src.host, via.port or 5060)
 
 
+# the decimal text of the numbers a Max-Forwards takes
+_NUMBERS: Final = [str(i) for i in range(256)]
+
+
+def _small_number(v: str) -> int:
+    """The value of 1 to 3 ASCII digits, else -1."""
+    n = len(v)
+    if n == 0 or n > 3:
+        return -1
+    out = 0
+    for i in range(n):
+        d = ord(v[i]) - 48
+        if d < 0 or d > 9:
+            return -1
+        out = out * 10 + d
+    return out
+
+
 class Core:
     """See the module docstring."""
 
@@ -283,7 +301,8 @@ class Core:
                 params["rport"] = port
                 params["received"] = src.host
                 top = f"{cut[0]}={port};received={src.host}"
-                msg.replace_first("via", f"{top}, {cut[1]}" if cut[1] else top)
+                # the received line's text and an address: wire form already
+                msg.replace_first_wire("via", f"{top}, {cut[1]}" if cut[1] else top)
                 msg._via1 = via  # still the same parsed object
                 return
         changed = False
@@ -517,14 +536,13 @@ class Core:
         if v is None:
             msg.add("Max-Forwards", str(limit))
             return 2
-        if not v.isdigit() or len(v) > 3:
-            return -2
-        n = int(v)
+        n = _small_number(v)
+        if n < 0:
+            return -2  # not 1 to 3 ASCII digits
         if n == 0:
             return -1
-        n -= 1
-        n = min(n, self.max_forwards_limit)
-        msg.replace_first("max-forwards", str(n))
+        n = min(n - 1, self.max_forwards_limit)
+        msg.replace_first_wire("max-forwards", _NUMBERS[n] if n < len(_NUMBERS) else str(n))
         return 1
 
     def reply(

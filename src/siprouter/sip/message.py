@@ -572,6 +572,19 @@ class SipMessage:
         self._hdrs.append([c, v, None, None])
         self._invalidate(c)
 
+    def replace_first_wire(self, c: str, v: str) -> None:
+        """:meth:`replace_first` for the canonical name ``c`` and a value already in wire
+        form: the proxy's own edits (Max-Forwards, the top Via's received/rport), made of text
+        that came in on a header line or of digits and addresses, with no CR/LF and stripped."""
+        for h in self._hdrs:
+            if h[0] == c:
+                h[1] = v
+                h[2] = None
+                self._invalidate(c)
+                return
+        self._hdrs.append([c, v, None, None])
+        self._invalidate(c)
+
     # -- cached typed accessors -------------------------------------------------------------------
     @property
     def call_id(self) -> str:
