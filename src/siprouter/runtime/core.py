@@ -156,6 +156,11 @@ class Core:
         self._timer_at: float | None = None
         self._sent_by: tuple[str, ...] = ()
         self._dns_cache: dict[str, str | None] = {}
+        # next hops with a numeric host, resolved (see _resolve), and the listener to send from
+        # per protocol and address family (see _pick_listener; emptied when their number changes)
+        self._hops: dict[str, Endpoint] = {}
+        self._senders: dict[str, Any] = {}
+        self._senders_of: int = -1
         # worker processes (runtime.ipc.Peers): hand-off of messages that belong to another
         # worker; the branch prefix names this worker in every Via branch we create
         self.cluster: Any = None
@@ -189,13 +194,25 @@ class Core:
     def _pick_listener(self, dest: Endpoint) -> Any:
         """The listener to send to ``dest`` from: same protocol and address family."""
         v6 = ":" in dest.host
+        listeners = self.transport.listeners
+        senders = self._senders
+        if len(listeners) != self._senders_of:
+            senders.clear()
+            self._senders_of = len(listeners)
+        key = dest.proto + "6" if v6 else dest.proto
+        found = senders.get(key)
+        if found is not None:
+            return found
         fallback = None
-        for lst in self.transport.listeners:
+        for lst in listeners:
             if lst.proto == dest.proto:
                 if (":" in lst.host) == v6:
+                    senders[key] = lst
                     return lst
                 if fallback is None:
                     fallback = lst
+        if fallback is not None:
+            senders[key] = fallback
         return fallback
 
     def now(self) -> float:
@@ -616,6 +633,10 @@ class Core:
 
     def _resolve(self, uri_text: str, default_proto: str) -> Endpoint | None:
         """Next-hop URI -> transport address (numeric hosts; names via the resolver cache)."""
+        key = uri_text if default_proto == "udp" else f"{default_proto} {uri_text}"
+        hop = self._hops.get(key)
+        if hop is not None:
+            return hop
         try:
             u = parse_uri(uri_text)
         except ValueError:
@@ -633,8 +654,12 @@ class Core:
             resolved = self.resolve_name(host)
             if resolved is None:
                 return None
-            host = resolved
-        return endpoint(proto, host, port)
+            return endpoint(proto, resolved, port)
+        hop = endpoint(proto, host, port)  # a numeric host: the same answer every time
+        if len(self._hops) >= 4096:
+            self._hops.clear()
+        self._hops[key] = hop
+        return hop
 
     def resolve_name(self, host: str) -> str | None:
         """Synchronous name resolution from /etc/hosts-style sources (localhost, cached)."""
