@@ -852,3 +852,37 @@ def test_c_response_writer_with_many_lines() -> None:
     got = req.response_bytes("SIP/2.0 180 Ringing", _COPIED_SET, "t", tail, b"")
     assert got is not None and got.count(b"\r\nVia: ") == 80
     assert got == _response_py(req, "SIP/2.0 180 Ringing", _COPIED_SET, "t", tail, b"")
+
+
+tagged_value = st.builds(
+    lambda head, sep, name, eq, tag, tail: f"{head}{sep}{name}{eq}{tag}{tail}",
+    st.sampled_from(["<sip:a@h>", "<sip:a@h;tag=u>", "sip:a@h", '"t" <sip:a@h>', "<sip:a>x>",
+                     ""]),
+    st.sampled_from([";", " ; ", ";x=1;", ";ttl=1;", "", ";\t"]),
+    st.sampled_from(["tag", "TAG", "Tag", "tg", "xtag"]),
+    st.sampled_from(["=", " = ", ""]),
+    st.text(alphabet="ab9-.;, \t=", max_size=6),
+    st.sampled_from(["", ";a", ">", ",<sip:b>;tag=2"]),
+)
+
+
+@SETTINGS
+@given(st.one_of(tagged_value, sip_text))
+def test_c_tag_reader_agrees_with_python(value: str) -> None:
+    """siprouter.sip._scan.tag_of gives what message._tag_of_py gives, or "" (ask Python)."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip.message import _tag_of_py
+
+    got = scan.tag_of(value)
+    if got != "":
+        assert got == _tag_of_py(value), value
+
+
+def test_c_tag_reader_reads_the_common_forms() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    assert scan.tag_of("<sip:a@h;tag=u>;tag=ab-1") == "ab-1"
+    assert scan.tag_of('"t" <sip:a@h>;x=1;tag=9') == "9"
+    assert scan.tag_of("<sip:a@h>") is None and scan.tag_of("sip:a@h;x=1") is None
+    for other in ("<sip:a@h>;TAG=1", "<sip:a@h>;ttl=1;tag=2", "<sip:a@h>;tag=", "<sip:a@h>; tag=1",
+                  "<sip:\u20ac>;tag=1"):
+        assert scan.tag_of(other) == "", other

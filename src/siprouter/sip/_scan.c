@@ -36,7 +36,8 @@
  * a response to it as siprouter.sip.build writes one.
  *
  * uri_parts(text) and name_addr_parts(text) read the common form of a sip: or sips: URI and of
- * a name-addr as siprouter.sip.uri and siprouter.sip.headers do (see below).
+ * a name-addr as siprouter.sip.uri and siprouter.sip.headers do, tag_of(value) the tag of a
+ * From/To value as siprouter.sip.message does (see below).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1230,6 +1231,47 @@ error:
     return NULL;
 }
 
+/* tag_of(value): the tag parameter of a From/To value as siprouter.sip.message._tag_of_py reads
+ * it, for the common forms: after the last '>' (or in the whole value without one), the first
+ * ";tag=" with no 't' or 'T' before it, then a value up to the first of "; \t," (not empty):
+ * that value; no "tag" in any case after the last '>' at all: None. Anything else gives ""
+ * (no tag is empty): the caller then asks the Python reader. */
+static PyObject *empty_str;
+
+static PyObject *tag_of(PyObject *self, PyObject *value) {
+    (void)self;
+    if (ready_str(value, "tag_of(value: str)") < 0)
+        return NULL;
+    if (PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND)
+        goto decline;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), t0 = 0;
+    for (Py_ssize_t i = n; i > 0; i--) {
+        if (s[i - 1] == '>') {
+            t0 = i;
+            break;
+        }
+    }
+    for (Py_ssize_t i = t0; i < n; i++) {
+        if (s[i] == 't' || s[i] == 'T') {
+            /* the first t: the start of ";tag=" here, or the general reader decides */
+            if (i >= t0 + 1 && s[i - 1] == ';' && i + 4 <= n && s[i + 1] == 'a'
+                && s[i + 2] == 'g' && s[i + 3] == '=') {
+                Py_ssize_t k = i + 4, e = k;
+                while (e < n && s[e] != ';' && s[e] != ',' && s[e] != ' ' && s[e] != '\t')
+                    e++;
+                if (e > k)
+                    return PyUnicode_Substring(value, k, e);
+            }
+            goto decline;
+        }
+    }
+    Py_RETURN_NONE; /* no 't' at all after the last '>': no "tag" in any case */
+decline:
+    Py_INCREF(empty_str);
+    return empty_str;
+}
+
 /* is_ascii(text) -> bool: str.isascii() as a plain call (a str method is a generic method call
  * from compiled code, several times the cost) */
 static PyObject *is_ascii(PyObject *self, PyObject *text) {
@@ -1255,6 +1297,8 @@ static PyMethodDef scan_methods[] = {
     {"is_ascii", (PyCFunction)is_ascii, METH_O, "is_ascii(text) -> bool: str.isascii()."},
     {"name_addr_parts", (PyCFunction)name_addr_parts, METH_O,
      "name_addr_parts(text) -> (uri, params) | None: a common name-addr read."},
+    {"tag_of", (PyCFunction)tag_of, METH_O,
+     "tag_of(value) -> str | None: the tag of a From/To value, \"\" to ask the Python reader."},
     {"uri_parts", (PyCFunction)uri_parts, METH_O,
      "uri_parts(text) -> (scheme, user, host, port, params) | None: a common sip: URI read."},
     {"serialize", (PyCFunction)(void (*)(void))serialize, METH_FASTCALL,
@@ -1272,6 +1316,9 @@ static struct PyModuleDef scan_module = {
 PyMODINIT_FUNC PyInit__scan(void) {
     if (scheme_sip == NULL) {
         char_tables();
+        empty_str = PyUnicode_New(0, 127);
+        if (empty_str == NULL)
+            return NULL;
         scheme_sip = PyUnicode_InternFromString("sip");
         scheme_sips = PyUnicode_InternFromString("sips");
         if (scheme_sip == NULL || scheme_sips == NULL)

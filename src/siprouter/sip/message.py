@@ -55,6 +55,7 @@ _c_respond: Final[_Respond | None] = native("siprouter.sip._scan", "serialize")
 _ValuesHash = Callable[[str, str, list[list[str | None]], frozenset[str]], str | None]
 _c_values_hash: Final[_ValuesHash | None] = native("siprouter.sip._scan", "values_hash")
 _c_is_ascii: Final[Callable[[str], bool] | None] = native("siprouter.sip._scan", "is_ascii")
+_c_tag_of: Final[Callable[[str], str | None] | None] = native("siprouter.sip._scan", "tag_of")
 # the top Via's branch and the CSeq read from the text in C (None: ask the Python path)
 _c_via_branch: Final[Callable[[str], str | None] | None] = native(
     "siprouter.sip._scan", "via_branch"
@@ -879,6 +880,16 @@ def _tag_of(value: str | None) -> str | None:
     """The ``tag`` parameter of a From/To value (header parameters only, not URI ones)."""
     if value is None:
         return None
+    if _c_tag_of is not None:
+        t = _c_tag_of(value)
+        if t != "":  # "": not a form the C reader takes
+            return t
+    return _tag_of_py(value)
+
+
+def _tag_of_py(value: str) -> str | None:
+    """What :func:`_tag_of` gives; ``siprouter.sip._scan.tag_of`` reads the common forms the
+    same way in C, when it is built."""
     gt = value.rfind(">")
     tail = value[gt + 1 :] if gt >= 0 else value
     p = tail.find(";tag=")
