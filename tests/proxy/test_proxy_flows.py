@@ -61,6 +61,8 @@ def test_invite_relayed_with_via_rr_and_100() -> None:
     dest, m = fwd[0]
     assert dest == Endpoint("udp", "10.0.0.2", 5080)
     assert m.via1.sent_by() == "127.0.0.1:5060" and m.via1.branch.startswith("z9hG4bK")
+    # the line as written: the listener's Via start (remembered) and this branch
+    assert m.get_all("via")[0] == f"SIP/2.0/UDP 127.0.0.1:5060;branch={m.via1.branch}"
     assert len(m.vias) == 2
     assert m.get("max-forwards") == "69"
     assert m.get("record-route") == "<sip:127.0.0.1:5060;lr;ftag=a1>"

@@ -39,7 +39,7 @@ from ..modules.registrar import Registrar
 from ..scripting.api import LookupResult, Reply, Request, StopRoute
 from ..sip.build import make_response, make_response_from_raw, new_tag
 from ..sip.headers import Via, cut_first_item, parse_name_addr, split_commas
-from ..sip.message import ParseError, SipMessage, parse_message
+from ..sip.message import ParseError, SipMessage, is_ascii, parse_message
 from ..sip.types import Endpoint, endpoint
 from ..sip.uri import parse_uri
 from ..sip.validate import unsupported_proxy_require, validate_request
@@ -161,6 +161,8 @@ class Core:
         self._hops: dict[str, Endpoint] = {}
         self._senders: dict[str, Any] = {}
         self._senders_of: int = -1
+        # the start of the Via value each listener writes, up to "branch="
+        self._via_heads: dict[object, str] = {}
         # worker processes (runtime.ipc.Peers): hand-off of messages that belong to another
         # worker; the branch prefix names this worker in every Via branch we create
         self.cluster: Any = None
@@ -755,8 +757,15 @@ class Core:
                 self._add_record_route(bmsg, req, out)
             idx = len(rc.branches)
             branch = f"{self.branch_prefix}{base_hash}.{idx}"
+            head = self._via_heads.get(out)
+            if head is None:  # "SIP/2.0/UDP host:port;branch=" of this listener
+                head = Via(out.proto.upper(), out.advertise_host, out.advertise_port,
+                           {"branch": ""}).to_string()
+                if not is_ascii(head):
+                    head = ""  # a host name beyond ASCII: written through the checks each time
+                self._via_heads[out] = head
             bmsg.push_via(Via(out.proto.upper(), out.advertise_host, out.advertise_port,
-                              {"branch": branch}))
+                              {"branch": branch}), head + branch if head else None)
             script = self.script
             if script is not self._onsend_of:
                 self._onsend_of = script

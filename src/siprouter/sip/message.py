@@ -491,9 +491,29 @@ class SipMessage:
                 hdrs.append(entry)
         self._invalidate(c)
 
-    def push_via(self, via: Via) -> None:
-        """Insert ``via`` as the new top Via (a proxy's own; no reparse of what we wrote)."""
-        self.insert_top("Via", via.to_string())
+    def insert_top_wire(self, c: str, v: str) -> None:
+        """:meth:`insert_top` for the canonical name ``c`` and a value already in wire form
+        (the proxy's own text, as for :meth:`replace_first_wire`)."""
+        entry: list[str | None] = [c, v, None, None]
+        hdrs = self._hdrs
+        for i, h in enumerate(hdrs):
+            if h[0] == c:
+                hdrs.insert(i, entry)
+                break
+        else:
+            if c == "via":
+                hdrs.insert(0, entry)
+            else:
+                hdrs.append(entry)
+        self._invalidate(c)
+
+    def push_via(self, via: Via, text: str | None = None) -> None:
+        """Insert ``via`` as the new top Via (a proxy's own; no reparse of what we wrote);
+        ``text``: its value as written already (``via.to_string()``, ASCII)."""
+        if text is None:
+            self.insert_top("Via", via.to_string())
+        else:
+            self.insert_top_wire("via", text)
         self._via1 = via
 
     def remove(self, name: str) -> int:
