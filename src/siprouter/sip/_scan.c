@@ -290,6 +290,84 @@ static PyObject *known_key(const Py_UCS1 *s, Py_ssize_t n) {
     return NULL;
 }
 
+/* a str of s[0:n] in lower case (ASCII) */
+static PyObject *lower_str(const Py_UCS1 *s, Py_ssize_t n) {
+    PyObject *o = PyUnicode_New(n, 127);
+    if (o == NULL)
+        return NULL;
+    Py_UCS1 *d = PyUnicode_1BYTE_DATA(o);
+    for (Py_ssize_t i = 0; i < n; i++)
+        d[i] = (Py_UCS1)Py_TOLOWER(s[i]);
+    return o;
+}
+
+/* whether s[pos:n] is ";name[=value]" parameters up to the end (or nothing): each name one or
+ * more key_ok characters, each value after an '=' one or more val_ok characters */
+static int params_ok(const Py_UCS1 *s, Py_ssize_t pos, Py_ssize_t n,
+                     const unsigned char *key_ok, const unsigned char *val_ok) {
+    while (pos < n) {
+        if (s[pos] != ';')
+            return 0;
+        Py_ssize_t ks = ++pos;
+        while (pos < n && key_ok[s[pos]])
+            pos++;
+        if (pos == ks)
+            return 0;
+        if (pos < n && s[pos] == '=') {
+            Py_ssize_t vs = ++pos;
+            while (pos < n && val_ok[s[pos]])
+                pos++;
+            if (pos == vs)
+                return 0;
+        }
+    }
+    return 1;
+}
+
+/* the parameters params_ok accepted in text[pos:n] (s its one-byte data), as a new dict: names
+ * in lower case (the interned str of a known one), values as written, None for a name without
+ * '='; the last of a name kept. NULL with an exception set when something cannot be made. */
+static PyObject *params_dict(PyObject *text, const Py_UCS1 *s, Py_ssize_t pos, Py_ssize_t n,
+                             const unsigned char *key_ok, const unsigned char *val_ok) {
+    PyObject *params = PyDict_New();
+    if (params == NULL)
+        return NULL;
+    while (pos < n) { /* s[pos] == ';' */
+        Py_ssize_t ks = ++pos;
+        while (pos < n && key_ok[s[pos]])
+            pos++;
+        Py_ssize_t ke = pos;
+        PyObject *value;
+        if (pos < n && s[pos] == '=') {
+            Py_ssize_t vs = ++pos;
+            while (pos < n && val_ok[s[pos]])
+                pos++;
+            value = PyUnicode_Substring(text, vs, pos);
+            if (value == NULL)
+                goto error;
+        } else {
+            value = Py_None;
+            Py_INCREF(value);
+        }
+        PyObject *key = known_key(s + ks, ke - ks);
+        if (key != NULL)
+            Py_INCREF(key);
+        else if ((key = lower_str(s + ks, ke - ks)) == NULL) {
+            Py_DECREF(value);
+            goto error;
+        }
+        int rc = PyDict_SetItem(params, key, value);
+        Py_DECREF(key);
+        Py_DECREF(value);
+        if (rc < 0)
+            goto error;
+    }
+    return params;
+error:
+    Py_DECREF(params);
+    return NULL;
+}
+
 static inline int is_alnum(Py_UCS1 c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
 }
@@ -297,8 +375,6 @@ static inline int host_char(Py_UCS1 c) { return is_alnum(c) || c == '.' || c == 
 /* the characters of a Via parameter name (a token) and value (a token, or an IPv6 address):
  * filled in at import (char_tables) */
 static unsigned char via_key_ok[256], via_val_ok[256];
-static inline int key_char(Py_UCS1 c) { return via_key_ok[c]; }
-static inline int val_char(Py_UCS1 c) { return via_val_ok[c]; }
 
 static PyObject *via_parm(PyObject *self, PyObject *text) {
     (void)self;
@@ -348,55 +424,11 @@ static PyObject *via_parm(PyObject *self, PyObject *text) {
         if (pos == ps || pos - ps > 5 || port > 65535)
             Py_RETURN_NONE; /* the full parser refuses an out-of-range port, by name */
     }
-    if (pos < n && s[pos] != ';')
+    if (!params_ok(s, pos, n, via_key_ok, via_val_ok))
         Py_RETURN_NONE;
-    PyObject *params = PyDict_New();
+    PyObject *params = params_dict(text, s, pos, n, via_key_ok, via_val_ok);
     if (params == NULL)
         return NULL;
-    while (pos < n) { /* s[pos] == ';' */
-        Py_ssize_t ks = ++pos;
-        while (pos < n && key_char(s[pos]))
-            pos++;
-        Py_ssize_t ke = pos;
-        if (ke == ks)
-            goto decline;
-        PyObject *value;
-        if (pos < n && s[pos] == '=') {
-            Py_ssize_t vs = ++pos;
-            while (pos < n && val_char(s[pos]))
-                pos++;
-            if (pos == vs)
-                goto decline;
-            value = PyUnicode_Substring(text, vs, pos);
-            if (value == NULL)
-                goto error;
-        } else {
-            value = Py_None;
-            Py_INCREF(value);
-        }
-        if (pos < n && s[pos] != ';') {
-            Py_DECREF(value);
-            goto decline;
-        }
-        PyObject *key = known_key(s + ks, ke - ks);
-        if (key != NULL) {
-            Py_INCREF(key);
-        } else {
-            key = PyUnicode_New(ke - ks, 127);
-            if (key == NULL) {
-                Py_DECREF(value);
-                goto error;
-            }
-            Py_UCS1 *kd = PyUnicode_1BYTE_DATA(key);
-            for (Py_ssize_t i = ks; i < ke; i++)
-                kd[i - ks] = (Py_UCS1)Py_TOLOWER(s[i]);
-        }
-        int rc = PyDict_SetItem(params, key, value);
-        Py_DECREF(key);
-        Py_DECREF(value);
-        if (rc < 0)
-            goto error;
-    }
     /* ttl: a number up to 255; branch: with a value */
     PyObject *ttl = PyDict_GetItemWithError(params, param_key[KEY_TTL]);
     if (ttl == NULL && PyErr_Occurred())
@@ -988,17 +1020,6 @@ static void char_tables(void) {
         na_value_ok[c] = strchr(";,\"<>", c) == NULL;
 }
 
-/* a str of s[0:n] in lower case (ASCII) */
-static PyObject *lower_str(const Py_UCS1 *s, Py_ssize_t n) {
-    PyObject *o = PyUnicode_New(n, 127);
-    if (o == NULL)
-        return NULL;
-    Py_UCS1 *d = PyUnicode_1BYTE_DATA(o);
-    for (Py_ssize_t i = 0; i < n; i++)
-        d[i] = (Py_UCS1)Py_TOLOWER(s[i]);
-    return o;
-}
-
 static PyObject *uri_parts(PyObject *self, PyObject *text) {
     (void)self;
     if (ready_str(text, "uri_parts(text: str)") < 0)
@@ -1050,56 +1071,13 @@ static PyObject *uri_parts(PyObject *self, PyObject *text) {
                                                           && s[pos] <= '9'))
             Py_RETURN_NONE;
     }
-    if (pos < n && s[pos] != ';')
-        Py_RETURN_NONE; /* '?' headers, or anything else */
-    /* the parameters are checked before anything is made */
-    for (Py_ssize_t i = pos; i < n;) { /* s[i] == ';' */
-        Py_ssize_t ks = ++i;
-        while (i < n && uri_param_ok[s[i]])
-            i++;
-        if (i == ks)
-            Py_RETURN_NONE;
-        if (i < n && s[i] == '=') {
-            Py_ssize_t vs = ++i;
-            while (i < n && uri_param_ok[s[i]])
-                i++;
-            if (i == vs)
-                Py_RETURN_NONE;
-        }
-        if (i < n && s[i] != ';')
-            Py_RETURN_NONE;
-    }
-    PyObject *params = PyDict_New(), *user = NULL, *host = NULL, *port_obj = NULL;
+    /* no '?' headers, nothing else after the host and port: parameters or the end */
+    if (!params_ok(s, pos, n, uri_param_ok, uri_param_ok))
+        Py_RETURN_NONE;
+    PyObject *params = params_dict(text, s, pos, n, uri_param_ok, uri_param_ok);
+    PyObject *user = NULL, *host = NULL, *port_obj = NULL;
     if (params == NULL)
         return NULL;
-    while (pos < n) {
-        Py_ssize_t ks = ++pos;
-        while (pos < n && uri_param_ok[s[pos]])
-            pos++;
-        Py_ssize_t ke = pos;
-        PyObject *value;
-        if (pos < n && s[pos] == '=') {
-            Py_ssize_t vs = ++pos;
-            while (pos < n && uri_param_ok[s[pos]])
-                pos++;
-            value = PyUnicode_Substring(text, vs, pos);
-            if (value == NULL)
-                goto error;
-        } else {
-            value = Py_None;
-            Py_INCREF(value);
-        }
-        PyObject *key = lower_str(s + ks, ke - ks);
-        if (key == NULL) {
-            Py_DECREF(value);
-            goto error;
-        }
-        int rc = PyDict_SetItem(params, key, value);
-        Py_DECREF(key);
-        Py_DECREF(value);
-        if (rc < 0)
-            goto error;
-    }
     if (ue >= 0) {
         user = PyUnicode_Substring(text, us, ue);
         if (user == NULL)
@@ -1165,56 +1143,11 @@ static PyObject *name_addr_parts(PyObject *self, PyObject *text) {
     }
     if (colon <= 1)
         Py_RETURN_NONE; /* no ':', or ':' first (an empty URI has none) */
-    Py_ssize_t pos = ue + 1;
-    for (Py_ssize_t i = pos; i < n;) { /* checked before anything is made */
-        if (s[i] != ';')
-            Py_RETURN_NONE;
-        Py_ssize_t ks = ++i;
-        while (i < n && via_key_ok[s[i]])
-            i++;
-        if (i == ks)
-            Py_RETURN_NONE;
-        if (i < n && s[i] == '=') {
-            Py_ssize_t vs = ++i;
-            while (i < n && na_value_ok[s[i]])
-                i++;
-            if (i == vs)
-                Py_RETURN_NONE;
-        }
-    }
-    PyObject *params = PyDict_New();
+    if (!params_ok(s, ue + 1, n, via_key_ok, na_value_ok))
+        Py_RETURN_NONE;
+    PyObject *params = params_dict(text, s, ue + 1, n, via_key_ok, na_value_ok);
     if (params == NULL)
         return NULL;
-    while (pos < n) {
-        Py_ssize_t ks = ++pos;
-        while (pos < n && via_key_ok[s[pos]])
-            pos++;
-        Py_ssize_t ke = pos;
-        PyObject *value;
-        if (pos < n && s[pos] == '=') {
-            Py_ssize_t vs = ++pos;
-            while (pos < n && na_value_ok[s[pos]])
-                pos++;
-            value = PyUnicode_Substring(text, vs, pos);
-            if (value == NULL)
-                goto error;
-        } else {
-            value = Py_None;
-            Py_INCREF(value);
-        }
-        PyObject *key = known_key(s + ks, ke - ks);
-        if (key != NULL)
-            Py_INCREF(key);
-        else if ((key = lower_str(s + ks, ke - ks)) == NULL) {
-            Py_DECREF(value);
-            goto error;
-        }
-        int rc = PyDict_SetItem(params, key, value);
-        Py_DECREF(key);
-        Py_DECREF(value);
-        if (rc < 0)
-            goto error;
-    }
     PyObject *uri = PyUnicode_Substring(text, 1, ue);
     if (uri == NULL)
         goto error;
