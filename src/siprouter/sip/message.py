@@ -476,20 +476,7 @@ class SipMessage:
 
     def insert_top(self, name: str, value: str) -> None:
         """Insert a line as the first instance of header ``name`` (Via, Record-Route ...)."""
-        c = canonical_name(name)
-        entry: list[str | None] = [c, self._check_value(value), None, None]
-        hdrs = self._hdrs
-        for i, h in enumerate(hdrs):
-            if h[0] == c:
-                hdrs.insert(i, entry)
-                break
-        else:
-            # No such header yet: Via goes first of all, others after the last header.
-            if c == "via":
-                hdrs.insert(0, entry)
-            else:
-                hdrs.append(entry)
-        self._invalidate(c)
+        self.insert_top_wire(canonical_name(name), self._check_value(value))
 
     def insert_top_wire(self, c: str, v: str) -> None:
         """:meth:`insert_top` for the canonical name ``c`` and a value already in wire form
@@ -501,6 +488,7 @@ class SipMessage:
                 hdrs.insert(i, entry)
                 break
         else:
+            # No such header yet: Via goes first of all, others after the last header.
             if c == "via":
                 hdrs.insert(0, entry)
             else:
@@ -582,16 +570,7 @@ class SipMessage:
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace the first line of header ``name`` (appending it when absent)."""
-        c = canonical_name(name)
-        v = self._check_value(value)
-        for h in self._hdrs:
-            if h[0] == c:
-                h[1] = v
-                h[2] = None
-                self._invalidate(c)
-                return
-        self._hdrs.append([c, v, None, None])
-        self._invalidate(c)
+        self.replace_first_wire(canonical_name(name), self._check_value(value))
 
     def replace_first_wire(self, c: str, v: str) -> None:
         """:meth:`replace_first` for the canonical name ``c`` and a value already in wire
