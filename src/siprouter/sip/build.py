@@ -150,8 +150,6 @@ def _tail(headers: Iterable[tuple[str, str]], body: bytes, server: str | None) -
             if len(_SERVER_LINES) < 16:
                 _SERVER_LINES[server] = line
         out.append(line)
-    if not out and not body:
-        return "Content-Length: 0\r\n\r\n"
     out.append(f"Content-Length: {len(body)}\r\n\r\n" if body else "Content-Length: 0\r\n\r\n")
     return "".join(out)
 
