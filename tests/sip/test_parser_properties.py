@@ -536,6 +536,21 @@ edit = st.one_of(
 )
 
 
+def _apply_edits(msg: SipMessage, edits: list) -> None:
+    """The edits drawn from ``edit``, in order."""
+    for op, name, value, flag in edits:
+        if op == "add":
+            msg.add(name, value, first=flag)
+        elif op == "set":
+            msg.set(name, value)
+        elif op == "remove":
+            msg.remove(name)
+        elif op == "pop":
+            msg.remove_first_value(name)
+        else:
+            msg.ruri = value
+
+
 @SETTINGS
 @given(header_block, st.lists(edit, max_size=5))
 def test_c_serializer_agrees_with_python_writer(block: str, edits: list) -> None:
@@ -549,17 +564,7 @@ def test_c_serializer_agrees_with_python_writer(block: str, edits: list) -> None
         msg = parse_message(data)
     except ParseError:
         return
-    for op, name, value, flag in edits:
-        if op == "add":
-            msg.add(name, value, first=flag)
-        elif op == "set":
-            msg.set(name, value)
-        elif op == "remove":
-            msg.remove(name)
-        elif op == "pop":
-            msg.remove_first_value(name)
-        else:
-            msg.ruri = value
+    _apply_edits(msg, edits)
     out = msg.to_bytes()
     if not msg._edited:
         assert out == data[: len(out)]
@@ -797,15 +802,7 @@ def test_c_response_writer_agrees_with_python_writer(
         msg = parse_message(data)
     except ParseError:
         return
-    for op, name, value, flag in edits:
-        if op == "add":
-            msg.add(name, value, first=flag)
-        elif op == "set":
-            msg.set(name, value)
-        elif op == "remove":
-            msg.remove(name)
-        elif op == "pop":
-            msg.remove_first_value(name)
+    _apply_edits(msg, edits)
     first = "SIP/2.0 200 OK"
     got = msg.response_bytes(first, frozenset(names), tag, tail, body)
     try:
