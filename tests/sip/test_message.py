@@ -214,7 +214,7 @@ def test_popping_the_top_via_cuts_it_out_of_the_raw_bytes(data: bytes) -> None:
     # the first value of a line went and nothing else was edited: the splice is remembered
     # (not where a header line ends with a bare LF: the splice would keep it as it is)
     head = data.split(b"\r\n\r\n", 1)[0] if b"\r\n\r\n" in data else data
-    assert (m._cut is not None) == (head.count(b"\n") == head.count(b"\r\n"))
+    assert (m._cut_at >= 0) == (head.count(b"\n") == head.count(b"\r\n"))
     out = m.to_bytes()
     assert out == _rebuilt(data)
     again = parse_message(out)

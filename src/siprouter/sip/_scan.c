@@ -9,8 +9,9 @@
  *   entries  the parser's dict: header name as written -> (canonical name, written name).
  *
  * It returns a list with one [canonical name, value, line, written name] list per line, where
- * `line` is the line without its CRLF and `value` the text after the first colon with ASCII
- * whitespace trimmed; or None when any line does not fit the common case (a bare LF, a line
+ * `line` is the line without its CRLF, or None when it is exactly written name + ": " + value
+ * (what the serializer writes from those two, so no copy of the line is made), and `value` the
+ * text after the first colon with ASCII whitespace trimmed; or None when any line does not fit the common case (a bare LF, a line
  * without a colon or starting with one, a name not in `entries`, which includes every folded
  * line) - the caller then takes the line-by-line parser, which also gives the errors. A str
  * that is not one byte per code point also gives None.
@@ -222,8 +223,15 @@ static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t
         PyObject *value = PyUnicode_Substring(block, vs, ve);
         if (value == NULL)
             goto error;
-        PyObject *line = PyUnicode_Substring(block, pos, end);
-        if (line == NULL) {
+        PyObject *canonical = PyTuple_GET_ITEM(ent, 0), *written = PyTuple_GET_ITEM(ent, 1);
+        PyObject *line;
+        if (vs == colon + 2 && s[colon + 1] == ' ' && ve == end && PyUnicode_Check(written)
+            && PyUnicode_GET_LENGTH(written) == colon - pos) {
+            /* "Name: value" exactly as the serializer writes an entry from its written name
+             * and value: no copy of the line */
+            line = Py_None;
+            Py_INCREF(line);
+        } else if ((line = PyUnicode_Substring(block, pos, end)) == NULL) {
             Py_DECREF(value);
             goto error;
         }
@@ -233,7 +241,6 @@ static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t
             Py_DECREF(line);
             goto error;
         }
-        PyObject *canonical = PyTuple_GET_ITEM(ent, 0), *written = PyTuple_GET_ITEM(ent, 1);
         Py_INCREF(canonical);
         Py_INCREF(written);
         PyList_SET_ITEM(item, 0, canonical);

@@ -202,8 +202,8 @@ class SipMessage:
         "_cseq_method",
         "_cseq_num",
         "_body_at",
-        "_cut",
         "_cut_at",
+        "_cut_len",
         "_hdr_at",
         "_edited",
         "_first",
@@ -239,6 +239,7 @@ class SipMessage:
         self.version = _SIP20
         self._first = ""
         # entries: [canonical name, value (internal form), raw line or None, written name or None]
+        # (the raw line is None once edited, and when it is "written name: value" exactly)
         # header entries, or None when dropped by compact() (rebuilt from ``raw`` on use)
         self._hl: list[list[str | None]] | None = []
         # every value in the header entries is ASCII (then wire form and caller form are the
@@ -248,12 +249,13 @@ class SipMessage:
         self._edited = False
         self._body_edited = False
         # the one edit since parsing, when it is the removal of the first value of a header
-        # line (the proxy popping its own Via off a response): the line as received, and the
-        # line that replaces it (None: the line went). to_bytes() then splices ``raw`` instead
-        # of writing every line again
-        self._cut: str | None = None
+        # line (the proxy popping its own Via off a response): where the line as received
+        # starts in ``raw`` (-1: no such edit), its length, and the line that replaces it
+        # (None: the line went). to_bytes() then splices ``raw`` instead of writing every line
+        # again
+        self._cut_at = -1
+        self._cut_len = 0
         self._put: str | None = None
-        self._cut_at = -1  # where the line ``_cut`` starts in ``raw``
         # where the first header line and the body start in ``raw`` (-1: not known)
         self._hdr_at = -1
         self._body_at = -1
@@ -297,7 +299,7 @@ class SipMessage:
         self.raw = data
         self._edited = False
         self._body_edited = False
-        self._cut = None
+        self._cut_at = -1
         self._hdr_at = self._body_at = -1
         self._hl = None
         self._via1 = None
@@ -318,7 +320,7 @@ class SipMessage:
         self._ruri = _to_wire(value)
         self._first = ""
         self._edited = True
-        self._cut = None
+        self._cut_at = -1
 
     @property
     def reason(self) -> str:
@@ -339,7 +341,7 @@ class SipMessage:
         self._body = bytes(value)
         self._body_edited = True
         self._edited = True
-        self._cut = None
+        self._cut_at = -1
         self.set("Content-Length", str(len(self._body)))
 
     # -- header access ----------------------------------------------------------------------------
@@ -436,7 +438,7 @@ class SipMessage:
 
     def _invalidate(self, c: str) -> None:
         self._edited = True
-        self._cut = None
+        self._cut_at = -1
         if c == "via":
             self._via1 = None
             self._vias = None
@@ -526,8 +528,8 @@ class SipMessage:
                 if cut is not None and "," not in cut[1]:
                     # one item, or two (a response's Via: ours and the next): what the general
                     # case below gives, without splitting and joining
-                    line = None if self._edited else h[2]
-                    at = self._line_at(i) if line is not None else -1
+                    at = -1 if self._edited else self._line_at(i)
+                    size = _line_len(h) if at >= 0 else 0
                     rest = cut[1]
                     if rest:
                         h[1] = rest
@@ -536,7 +538,7 @@ class SipMessage:
                         del hdrs[i]
                     self._invalidate(c)
                     if at >= 0:
-                        self._cut, self._cut_at = line, at
+                        self._cut_at, self._cut_len = at, size
                         self._put = _written_line(h) if rest else None
                     return _from_wire(cut[0])
                 parts = split_commas(v)
@@ -699,9 +701,8 @@ class SipMessage:
     def to_bytes(self) -> bytes:
         if not self._edited:
             return self.raw
-        cut = self._cut
-        if cut is not None:
-            data = self._raw_spliced(cut)
+        if self._cut_at >= 0:
+            data = self._raw_spliced()
             if data is not None:
                 return data
         first = self._first
@@ -727,30 +728,24 @@ class SipMessage:
         pos = -1
         j = 0
         for h in self._hdrs:
-            line = h[2]
-            if line is None:
-                return -1
             if j == i:
                 pos = at
-            at += len(line) + 2
+            at += _line_len(h) + 2
             j += 1
         # each line end is one or two bytes: the lengths add up to the header block (which
         # ends two bytes before the body) exactly when every line ends with CRLF
         return pos if at == self._body_at - 2 else -1
 
-    def _raw_spliced(self, line: str) -> bytes | None:
-        """``raw`` with the header line ``line`` at ``_cut_at`` replaced by ``_put`` or left
-        out, up to the body, then the body (bytes beyond it are dropped, as the full
-        serialization drops them); None when ``raw`` does not hold the line there (a line
-        ended by a bare LF before it, say)."""
+    def _raw_spliced(self) -> bytes | None:
+        """``raw`` with the header line of ``_cut_len`` bytes at ``_cut_at`` replaced by
+        ``_put`` or left out, up to the body, then the body (bytes beyond it are dropped, as
+        the full serialization drops them); None when no CRLF ends the line there (the
+        offsets of :meth:`_line_at` hold only for lines that each end by CRLF)."""
         at = self._cut_at
         body_at = self._body_at
-        if at < 0 or body_at < 0:
-            return None
         raw = self.raw
-        old = line.encode("latin-1")
-        end = at + len(old)
-        if raw[at:end] != old or raw[end : end + 2] != b"\r\n":
+        end = at + self._cut_len
+        if at < 0 or body_at < 0 or end + 2 > body_at or raw[end] != 13 or raw[end + 1] != 10:
             return None
         put = self._put
         if put is None:
@@ -773,9 +768,9 @@ class SipMessage:
         m._body = self._body
         m._edited = self._edited
         m._body_edited = self._body_edited
-        m._cut = self._cut
-        m._put = self._put
         m._cut_at = self._cut_at
+        m._cut_len = self._cut_len
+        m._put = self._put
         m._hdr_at = self._hdr_at
         m._body_at = self._body_at
         m._via1 = self._via1
@@ -841,6 +836,17 @@ def _write_out(first: str, hdrs: list[list[str | None]], body: bytes) -> bytes:
         parts.append(_line_of(h))
     parts.append("\r\n")
     return "\r\n".join(parts).encode("latin-1") + body
+
+
+def _line_len(h: list[str | None]) -> int:
+    """The length of ``_line_of(h)``, without writing the line."""
+    line = h[2]
+    if line is not None:
+        return len(line)
+    c = h[0]
+    v = h[1]
+    assert c is not None and v is not None
+    return len(h[3] or _DISPLAY.get(c) or display_name(c)) + 2 + len(v)
 
 
 def _line_of(h: list[str | None]) -> str:
@@ -970,7 +976,13 @@ def _fast_headers(hdrs: list[list[str | None]], block: str) -> bool:
         ent = entries.get(line[:colon])
         if ent is None:  # a new name (checked by the slow path), or a folded line
             return False
-        hdrs.append([ent[0], line[colon + 1 :].strip(_WIRE_WS), line, ent[1]])
+        value = line[colon + 1 :].strip(_WIRE_WS)
+        written = ent[1]
+        if colon == len(written) and len(value) == len(line) - colon - 2 and line[colon + 1] == " ":
+            # "Name: value", what the serializer writes from the written name and the value
+            hdrs.append([ent[0], value, None, written])
+        else:
+            hdrs.append([ent[0], value, line, written])
     return True
 
 
