@@ -787,6 +787,78 @@ def test_c_name_addr_reader_reads_the_common_forms() -> None:
         assert scan.name_addr_parts(other) is None, other
 
 
+# near the common form, so that name_addr_ok says True often: a display name or none, a sip:
+# URI of odd but mostly valid parts, parameters with any characters a value may hold
+common_name_addr = st.builds(
+    lambda disp, scheme, user, host, port, uparams, params: (
+        f"{disp}<{scheme}:{user}{host}{port}{uparams}>{params}"),
+    st.one_of(st.just(""), st.from_regex(r'"[ -~\t]{0,6}" ?', fullmatch=True),
+              st.from_regex(r"[a-zA-Z0-9.!%*_+`'~-]{1,4}([ \t]+[a-zA-Z0-9-]{1,3})?[ \t]?",
+                            fullmatch=True)),
+    st.sampled_from(["sip", "sips", "SIP", "tel", "sipx"]),
+    st.one_of(st.just(""), st.from_regex(r"[a-zA-Z0-9&=+$,;?/%:._!~*'()-]{0,5}@",
+                                         fullmatch=True)),
+    st.from_regex(r"[a-zA-Z0-9._-]{0,8}|\[::1\]", fullmatch=True),
+    st.sampled_from(["", ":5060", ":0", ":65536", ":", ":12a"]),
+    st.from_regex(r"(;[a-zA-Z0-9\[\]/:&+$_.!~*'()-]{0,4}(=[a-zA-Z0-9:/&]{0,3})?){0,2}",
+                  fullmatch=True),
+    st.from_regex(r"(;[a-zA-Z0-9.+-]{0,4}(=[!-~]{0,4})?){0,3}", fullmatch=True),
+)
+
+
+@SETTINGS
+@given(st.one_of(name_addr_like, sip_text, common_name_addr))
+def test_c_name_addr_check_accepts_only_what_every_full_check_accepts(text: str) -> None:
+    """siprouter.sip._scan.name_addr_ok says True only for values that the checks it stands
+    in for accept: a From/To value, a Route/Record-Route list, a single Contact."""
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip import validate
+    from siprouter.sip.headers import parse_contacts
+
+    ok = scan.name_addr_ok(text)
+    assert ok is None or ok is True
+    if ok:
+        assert validate._check_name_addr_uncached(text), text
+        assert validate._uri_list_ok(text), text
+        parse_contacts([text])  # must not raise
+        # and after any display name, the common form that both C readers read
+        got = scan.name_addr_parts(text[text.rindex("<"):])
+        assert got is not None and scan.uri_parts(got[0]) is not None
+
+
+def test_c_name_addr_check_of_the_common_forms() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    for good in ("<sip:a@h:5062>", "<sip:127.0.0.1:5890;lr;ftag=a1>",
+                 "<sips:b@h.example;transport=tls>;tag=x1;expires=60;+sip.instance",
+                 '"bench" <sip:caller@127.0.0.1:5891>;tag=1C2', '"A\tB"<sip:a@h>',
+                 "Alice Liddell <sip:a@h>", "A\t<sip:a@h>"):
+        assert scan.name_addr_ok(good) is True, good
+    for other in ('"A\\" <sip:a@h>', '"A <sip:a@h>', '"\x01" <sip:a@h>', " <sip:a@h>",
+                  "A,B <sip:a@h>", "sip:a@h", "<sip:a@h>;", "<tel:+1>", "<sip:a@[::1]>",
+                  "<sip:a@h?x=y>", "<sip:a@-h>", "<sip:a@h:99999>", "<sip:@h>", "<sip:\xe9@h>",
+                  "<sip:a@h>,<sip:b@h>", "", "<>"):
+        assert scan.name_addr_ok(other) is None, other
+    with pytest.raises(TypeError):
+        scan.name_addr_ok(b"<sip:h>")
+
+
+@SETTINGS
+@given(st.one_of(sip_text, st.text(alphabet="a@-.()<>:\\\"/[]?{}\t \xe9", max_size=12)))
+def test_c_call_id_check_agrees_with_python(text: str) -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip import validate
+
+    assert scan.call_id_ok(text) is validate._call_id_ok_py(text), text
+
+
+def test_c_call_id_check_of_some_forms() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    for good in ("a84b4c76e66710@pc33.atlanta.com", "1-2@127.0.0.1", "x", "{}[]<>?/:"):
+        assert scan.call_id_ok(good) is True, good
+    for bad in ("", "@", "a@", "@b", "a@b@c", "a b", "a\xe9", "a\u20ac"):
+        assert scan.call_id_ok(bad) is False, bad
+
+
 @SETTINGS
 @given(header_block, st.lists(edit, max_size=4),
        st.sets(st.sampled_from(["via", "from", "to", "call-id", "cseq", "timestamp", "x-new"])),

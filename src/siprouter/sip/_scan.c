@@ -998,6 +998,8 @@ python:
 static unsigned char uri_user_ok[256], uri_host_ok[256], uri_param_ok[256];
 /* name_addr_parts: the characters a URI in <> may not have, and those of a parameter value */
 static unsigned char na_uri_bad[256], na_value_ok[256];
+/* call_id_ok: the characters of a word of a Call-ID */
+static unsigned char callid_ok[256];
 static PyObject *scheme_sip, *scheme_sips;
 
 static void char_tables(void) {
@@ -1025,6 +1027,74 @@ static void char_tables(void) {
         na_uri_bad[(unsigned char)*c] = 1;
     for (int c = 0x21; c < 0x7f; c++)
         na_value_ok[c] = strchr(";,\"<>", c) == NULL;
+    for (const char *c = alnum; *c; c++)
+        callid_ok[(unsigned char)*c] = 1;
+    for (const char *c = "-.!%*_+`'~()<>:\\\"/[]?{}"; *c; c++)
+        callid_ok[(unsigned char)*c] = 1;
+}
+
+/* the offsets of a URI of the common form in s[0:n] (ASCII), found by uri_scan */
+typedef struct {
+    PyObject *scheme;          /* borrowed: scheme_sip or scheme_sips */
+    Py_ssize_t us, ue;         /* the user part s[us:ue]; ue -1: none */
+    Py_ssize_t hs, he;         /* the host */
+    long port;                 /* -1: none */
+    Py_ssize_t params;         /* where the ';' parameters start (n: none) */
+} uri_span;
+
+/* 1 when s[0:n] is a URI of the common form uri_parts reads (then `u` holds its offsets),
+ * else 0 */
+static int uri_scan(const Py_UCS1 *s, Py_ssize_t n, uri_span *u) {
+    Py_ssize_t pos;
+    if (n >= 4 && Py_TOLOWER(s[0]) == 's' && Py_TOLOWER(s[1]) == 'i' && Py_TOLOWER(s[2]) == 'p'
+        && s[3] == ':') {
+        u->scheme = scheme_sip;
+        pos = 4;
+    } else if (n >= 5 && Py_TOLOWER(s[0]) == 's' && Py_TOLOWER(s[1]) == 'i'
+               && Py_TOLOWER(s[2]) == 'p' && Py_TOLOWER(s[3]) == 's' && s[4] == ':') {
+        u->scheme = scheme_sips;
+        pos = 5;
+    } else {
+        return 0;
+    }
+    /* userinfo: up to the first '@', when there is one */
+    u->us = pos;
+    u->ue = -1;
+    const Py_UCS1 *at = memchr(s + pos, '@', (size_t)(n - pos));
+    if (at != NULL) {
+        u->ue = at - s;
+        if (u->ue == u->us)
+            return 0; /* an empty user part */
+        for (Py_ssize_t i = u->us; i < u->ue; i++)
+            if (!uri_user_ok[s[i]])
+                return 0; /* ':' (a password), '%' (an escape), or a bad character */
+        pos = u->ue + 1;
+    }
+    /* host [":" port] */
+    Py_ssize_t hs = pos;
+    while (pos < n && uri_host_ok[s[pos]])
+        pos++;
+    Py_ssize_t he = pos;
+    if (he == hs || s[hs] == '-' || s[hs] == '.' || s[he - 1] == '-')
+        return 0;
+    u->hs = hs;
+    u->he = he;
+    u->port = -1;
+    if (pos < n && s[pos] == ':') {
+        Py_ssize_t ps = ++pos;
+        long port = 0;
+        while (pos < n && s[pos] >= '0' && s[pos] <= '9' && pos - ps < 6) {
+            port = port * 10 + (s[pos] - '0');
+            pos++;
+        }
+        if (pos == ps || pos - ps > 5 || port > 65535 || (pos < n && s[pos] >= '0'
+                                                          && s[pos] <= '9'))
+            return 0;
+        u->port = port;
+    }
+    /* no '?' headers, nothing else after the host and port: parameters or the end */
+    u->params = pos;
+    return params_ok(s, pos, n, uri_param_ok, uri_param_ok);
 }
 
 static PyObject *uri_parts(PyObject *self, PyObject *text) {
@@ -1034,53 +1104,13 @@ static PyObject *uri_parts(PyObject *self, PyObject *text) {
     if (!PyUnicode_IS_ASCII(text))
         Py_RETURN_NONE;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text), pos;
-    PyObject *scheme;
-    if (n >= 4 && Py_TOLOWER(s[0]) == 's' && Py_TOLOWER(s[1]) == 'i' && Py_TOLOWER(s[2]) == 'p'
-        && s[3] == ':') {
-        scheme = scheme_sip;
-        pos = 4;
-    } else if (n >= 5 && Py_TOLOWER(s[0]) == 's' && Py_TOLOWER(s[1]) == 'i'
-               && Py_TOLOWER(s[2]) == 'p' && Py_TOLOWER(s[3]) == 's' && s[4] == ':') {
-        scheme = scheme_sips;
-        pos = 5;
-    } else {
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
+    uri_span u;
+    if (!uri_scan(s, n, &u))
         Py_RETURN_NONE;
-    }
-    /* userinfo: up to the first '@', when there is one */
-    Py_ssize_t us = pos, ue = -1;
-    const Py_UCS1 *at = memchr(s + pos, '@', (size_t)(n - pos));
-    if (at != NULL) {
-        ue = at - s;
-        if (ue == us)
-            Py_RETURN_NONE; /* an empty user part */
-        for (Py_ssize_t i = us; i < ue; i++)
-            if (!uri_user_ok[s[i]])
-                Py_RETURN_NONE; /* ':' (a password), '%' (an escape), or a bad character */
-        pos = ue + 1;
-    }
-    /* host [":" port] */
-    Py_ssize_t hs = pos;
-    while (pos < n && uri_host_ok[s[pos]])
-        pos++;
-    Py_ssize_t he = pos;
-    if (he == hs || s[hs] == '-' || s[hs] == '.' || s[he - 1] == '-')
-        Py_RETURN_NONE;
-    long port = -1;
-    if (pos < n && s[pos] == ':') {
-        Py_ssize_t ps = ++pos;
-        port = 0;
-        while (pos < n && s[pos] >= '0' && s[pos] <= '9' && pos - ps < 6) {
-            port = port * 10 + (s[pos] - '0');
-            pos++;
-        }
-        if (pos == ps || pos - ps > 5 || port > 65535 || (pos < n && s[pos] >= '0'
-                                                          && s[pos] <= '9'))
-            Py_RETURN_NONE;
-    }
-    /* no '?' headers, nothing else after the host and port: parameters or the end */
-    if (!params_ok(s, pos, n, uri_param_ok, uri_param_ok))
-        Py_RETURN_NONE;
+    PyObject *scheme = u.scheme;
+    Py_ssize_t us = u.us, ue = u.ue, hs = u.hs, he = u.he, pos = u.params;
+    long port = u.port;
     PyObject *params = params_dict(text, s, pos, n, uri_param_ok, uri_param_ok);
     PyObject *user = NULL, *host = NULL, *port_obj = NULL;
     if (params == NULL)
@@ -1128,6 +1158,27 @@ error:
  * the last of a name kept) and each value one or more characters other than SP HTAB CR LF
  * ';' ',' '"' '<' '>' (no quoted value), up to the end. No display name, no addr-spec
  * without '<>'. ASCII only. */
+/* 1 when s[0:n] is a name-addr of the common form name_addr_parts reads, the '>' at *ue;
+ * else 0 */
+static int na_scan(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t *ue) {
+    if (n < 3 || s[0] != '<')
+        return 0;
+    const Py_UCS1 *gt = memchr(s + 1, '>', (size_t)(n - 1));
+    if (gt == NULL)
+        return 0;
+    Py_ssize_t end = gt - s, colon = -1;
+    for (Py_ssize_t i = 1; i < end; i++) {
+        if (na_uri_bad[s[i]])
+            return 0;
+        if (s[i] == ':' && colon < 0)
+            colon = i;
+    }
+    if (colon <= 1)
+        return 0; /* no ':', or ':' first (an empty URI has none) */
+    *ue = end;
+    return params_ok(s, end + 1, n, via_key_ok, na_value_ok);
+}
+
 static PyObject *name_addr_parts(PyObject *self, PyObject *text) {
     (void)self;
     if (ready_str(text, "name_addr_parts(text: str)") < 0)
@@ -1135,22 +1186,8 @@ static PyObject *name_addr_parts(PyObject *self, PyObject *text) {
     if (!PyUnicode_IS_ASCII(text))
         Py_RETURN_NONE;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
-    Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    if (n < 3 || s[0] != '<')
-        Py_RETURN_NONE;
-    const Py_UCS1 *gt = memchr(s + 1, '>', (size_t)(n - 1));
-    if (gt == NULL)
-        Py_RETURN_NONE;
-    Py_ssize_t ue = gt - s, colon = -1;
-    for (Py_ssize_t i = 1; i < ue; i++) {
-        if (na_uri_bad[s[i]])
-            Py_RETURN_NONE;
-        if (s[i] == ':' && colon < 0)
-            colon = i;
-    }
-    if (colon <= 1)
-        Py_RETURN_NONE; /* no ':', or ':' first (an empty URI has none) */
-    if (!params_ok(s, ue + 1, n, via_key_ok, na_value_ok))
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), ue;
+    if (!na_scan(s, n, &ue))
         Py_RETURN_NONE;
     PyObject *params = params_dict(text, s, ue + 1, n, via_key_ok, na_value_ok);
     if (params == NULL)
@@ -1169,6 +1206,65 @@ static PyObject *name_addr_parts(PyObject *self, PyObject *text) {
 error:
     Py_DECREF(params);
     return NULL;
+}
+
+/* name_addr_ok(text): True when text is a name-addr of the form name_addr_parts reads whose
+ * URI is of the form uri_parts reads (so that siprouter.sip.validate's full check, and the
+ * parsers behind it, accept it too), else None: the caller then asks the full check. A
+ * display name may come first: a quoted string of printable ASCII or HTAB without '"' or '\',
+ * or tokens with SP or HTAB between them, then SP or HTAB or nothing before the '<'. Nothing
+ * is made on the way. */
+static PyObject *name_addr_ok(PyObject *self, PyObject *text) {
+    (void)self;
+    if (ready_str(text, "name_addr_ok(text: str)") < 0)
+        return NULL;
+    if (!PyUnicode_IS_ASCII(text))
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(text), ue, pos = 0;
+    uri_span u;
+    if (n > 0 && s[0] == '"') {
+        for (pos = 1; pos < n && s[pos] != '"'; pos++)
+            if (s[pos] == '\\' || (s[pos] < 0x20 && s[pos] != '\t') || s[pos] == 0x7f)
+                Py_RETURN_NONE;
+        if (pos == n)
+            Py_RETURN_NONE;
+        pos++;
+        while (pos < n && (s[pos] == ' ' || s[pos] == '\t'))
+            pos++;
+    } else if (n > 0 && via_key_ok[s[0]]) {
+        while (pos < n && (via_key_ok[s[pos]] || s[pos] == ' ' || s[pos] == '\t'))
+            pos++;
+    }
+    if (na_scan(s + pos, n - pos, &ue) && uri_scan(s + pos + 1, ue - 1, &u))
+        Py_RETURN_TRUE;
+    Py_RETURN_NONE;
+}
+
+/* call_id_ok(value) -> bool: siprouter.sip.validate's Call-ID rule (RFC 3261 §25.1: callid =
+ * word [ "@" word ]), the word characters in callid_ok (ASCII only) */
+
+static PyObject *call_id_ok(PyObject *self, PyObject *value) {
+    (void)self;
+    if (ready_str(value, "call_id_ok(value: str)") < 0)
+        return NULL;
+    if (PyUnicode_KIND(value) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_FALSE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(value);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(value), word = 0, ats = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (callid_ok[s[i]]) {
+            word++;
+        } else if (s[i] == '@' && ats == 0 && word > 0) {
+            ats = 1;
+            word = 0;
+        } else {
+            Py_RETURN_FALSE;
+        }
+    }
+    if (word == 0)
+        Py_RETURN_FALSE;
+    Py_RETURN_TRUE;
 }
 
 /* tag_of(value): the tag parameter of a From/To value as siprouter.sip.message._tag_of_py reads
@@ -1237,6 +1333,10 @@ static PyMethodDef scan_methods[] = {
     {"is_ascii", (PyCFunction)is_ascii, METH_O, "is_ascii(text) -> bool: str.isascii()."},
     {"name_addr_parts", (PyCFunction)name_addr_parts, METH_O,
      "name_addr_parts(text) -> (uri, params) | None: a common name-addr read."},
+    {"call_id_ok", (PyCFunction)call_id_ok, METH_O,
+     "call_id_ok(value) -> bool: word [\"@\" word] (RFC 3261 section 25.1)."},
+    {"name_addr_ok", (PyCFunction)name_addr_ok, METH_O,
+     "name_addr_ok(text) -> True | None: a common name-addr with a common sip: URI."},
     {"tag_of", (PyCFunction)tag_of, METH_O,
      "tag_of(value) -> str | None: the tag of a From/To value, \"\" to ask the Python reader."},
     {"uri_parts", (PyCFunction)uri_parts, METH_O,

@@ -54,6 +54,12 @@ _WORD_CHARS: Final = char_table(ALNUM + "-.!%*_+`'~()<>:\\\"/[]?{}")
 
 _SIP_SCHEMES: Final = ("sip:", "sips:", "tel:")
 
+# True for a name-addr of the common ``<sip:user@host:port;k=v>;k=v`` form, which every check
+# below accepts; None for any other (then they decide). In C when built.
+_c_name_addr_ok: Final[Callable[[str], bool | None] | None] = native(
+    "siprouter.sip._scan", "name_addr_ok"
+)
+
 
 def _bad(name: str) -> tuple[int, str]:
     return 400, f"Bad {name} Header Field"
@@ -201,7 +207,17 @@ def _verdict(
     return verdict
 
 
+_c_call_id_ok: Final[Callable[[str], bool] | None] = native("siprouter.sip._scan", "call_id_ok")
+
+
 def _call_id_ok(value: str) -> bool:
+    if _c_call_id_ok is not None:
+        return _c_call_id_ok(value)
+    return _call_id_ok_py(value)
+
+
+def _call_id_ok_py(value: str) -> bool:
+    """:func:`_call_id_ok` in Python (``siprouter.sip._scan.call_id_ok`` when built)."""
     at = value.find("@")
     if at < 0:
         return chars_in(value, _WORD_CHARS)
@@ -226,17 +242,23 @@ _CSEQ_CHECK: Final = _cseq_ok
 
 def _check_name_addr(value: str) -> bool:
     """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
+    if _c_name_addr_ok is not None and _c_name_addr_ok(value) is not None:
+        return True
     return _verdict(_name_addr_memo, _memo_key(value), value, _NAME_ADDR_CHECK)
 
 
 def _check_uri_list(value: str) -> bool:
     """A Route/Record-Route value: a list of name-addrs."""
+    if _c_name_addr_ok is not None and _c_name_addr_ok(value) is not None:
+        return True  # a list of one
     return _verdict(_uri_list_memo, _memo_key(value), value, _URI_LIST_CHECK)
 
 
 def _contact_fast_ok(value: str) -> bool:
     """A single Contact value the fast path accepts (remembered; anything else is for the full
     parser, which also names the error)."""
+    if _c_name_addr_ok is not None and _c_name_addr_ok(value) is not None:
+        return True
     key = _memo_key(value)
     if key is not None and key in _contact_memo:
         return True
