@@ -960,3 +960,83 @@ def test_c_tag_reader_reads_the_common_forms() -> None:
     for other in ("<sip:a@h>;TAG=1", "<sip:a@h>;ttl=1;tag=2", "<sip:a@h>;tag=", "<sip:a@h>; tag=1",
                   "<sip:\u20ac>;tag=1"):
         assert scan.tag_of(other) == "", other
+
+
+def _parsed_state(data: bytes, stream: bool, python_only: bool) -> object:
+    """Everything a parse leaves in a message, or the status of the ParseError."""
+    from siprouter.sip import message
+
+    try:
+        if python_only:
+            start = len(data) - len(data.lstrip(b"\r\n"))
+            if not data or start == len(data):
+                raise ParseError(0, "empty")
+            msg = message._parse_message_py(data, data.decode("latin-1"), start, stream)
+        else:
+            msg = parse_message(data, stream=stream)
+    except ParseError as e:
+        return ("error", e.status)
+    # each line as it is written out (the line-by-line parser keeps a copy of every line of a
+    # message with a name new to it, where the others keep none of a plain "Name: value")
+    lines = [(h[0], h[1], message._line_of(h), h[3]) for h in msg._hdrs]
+    return (msg.is_request, msg.method, msg._ruri, msg.status, msg._reason, msg.version,
+            msg._first, lines, msg._ascii, msg._hdr_at, msg._body_at, msg.body, msg.raw)
+
+
+start_lines = st.one_of(
+    st.sampled_from(["INVITE sip:b@h SIP/2.0", "SIP/2.0 200 OK", "SIP/2.0 180", "SIP/2.0 180 ",
+                     "SIP/2.0 099 x", "SIP/2.0 2000 x", "BYE <sip:b@h> SIP/2.0", "FOO sip:h SIP/2.0",
+                     "ACK sip:h SIP/2.1", "ACK sip:h sip/2.0", "ACK  sip:h SIP/2.0", "ACK sip:h",
+                     "sip/2.0 200 OK", "SIP/2.0 200 \xe9", "REGISTER sip:h SIP/2.0 ", ""]),
+    st.builds(lambda m, u: f"{m} {u} SIP/2.0",
+              st.sampled_from(sorted(__import__("siprouter.sip.message", fromlist=["x"])
+                                     ._METHOD_NAMES)),
+              st.text(alphabet="sip:ab@<>;\t\xe9", min_size=0, max_size=8)),
+)
+header_lines = st.lists(st.sampled_from([
+    "Via: SIP/2.0/UDP h;branch=z9hG4bK1", "To: <sip:b@h>", "From: <sip:a@h>;tag=1",
+    "Call-ID: x@y", "CSeq: 1 INVITE", "Content-Length: 4", "Content-Length: 0", "l: 4",
+    "Content-Length: 04", "Content-Length: x", "Content-Length: ", "Content-Length: 12345678901",
+    "Subject: \xe9", "X-New-Name: 1", " folded", "Max-Forwards:70", "Content-Length:  4 ",
+]), max_size=7)
+
+
+@SETTINGS
+@given(st.one_of(
+    mutated_vector(),
+    st.builds(lambda lead, first, lines, end, body: (
+        lead + first + "\r\n" + "".join(f"{h}\r\n" for h in lines) + end + body
+    ).encode("latin-1"),
+        st.sampled_from(["", "\r\n"]), start_lines, header_lines,
+        st.sampled_from(["\r\n", "\n", "", "\r\n\r\n"]), st.sampled_from(["", "body", "bodyxx"])),
+), st.booleans())
+def test_c_head_reads_messages_as_the_python_parser_does(data: bytes, stream: bool) -> None:
+    """parse_message through siprouter.sip._scan.head gives the very message (or the very
+    error) that the Python parser gives."""
+    pytest.importorskip("siprouter.sip._scan")
+    assert _parsed_state(data, stream, False) == _parsed_state(data, stream, True)
+
+
+def test_c_head_reads_the_common_form_and_declines_the_rest() -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip import message
+
+    parse_message(b"INVITE sip:b@h SIP/2.0\r\nVia: a\r\nContent-Length: 0\r\n\r\n")
+    entries = message._parse_entries
+    text = "\r\nINVITE sip:b@h SIP/2.0\r\nVia: a\r\nContent-Length: 2\r\n\r\nhi"
+    got = scan.head(text, 2, entries)
+    assert got == ("INVITE sip:b@h SIP/2.0", "INVITE", "sip:b@h", 0,
+                   [["via", "a", None, "Via"], ["content-length", "2", None, "Content-Length"]],
+                   26, 55, 2, True)
+    for method in message._METHOD_NAMES:
+        got = scan.head(f"{method} sip:h SIP/2.0\r\n\r\n", 0, entries)
+        assert got is not None and got[1] == method and got[7] == -1
+    assert scan.head("SIP/2.0 180\r\n\r\n", 0, entries)[:4] == ("SIP/2.0 180", "", "", 180)
+    for other in ("FOO sip:h SIP/2.0\r\n\r\n", "SIP/2.0 200 OK\n\n", "SIP/2.0 200 OK\r\n",
+                  "SIP/2.0 200 OK\r\nContent-Length: 1\r\nl: 2\r\n\r\n",
+                  "SIP/2.0 200 OK\r\nX-Never-Seen: 1\r\n\r\n", "SIP/2.0 200 \u20ac\r\n\r\n"):
+        assert scan.head(other, 0, entries) is None, other
+    with pytest.raises(TypeError):
+        scan.head(b"SIP/2.0 200 OK\r\n\r\n", 0, entries)
+    with pytest.raises(ValueError):
+        scan.head("x", 2, entries)

@@ -51,6 +51,8 @@ static inline int wire_ws(Py_UCS1 c) {
         || (c >= 0x1c && c <= 0x1f);
 }
 
+static PyObject *empty_str; /* "" (made at import) */
+
 /* 0 when `o` is a str, made ready; else -1 with TypeError `sig` (or the error of READY) set */
 static int ready_str(PyObject *o, const char *sig) {
     if (!PyUnicode_Check(o)) {
@@ -160,6 +162,69 @@ static inline PyObject *names_find(const Py_UCS1 *s, Py_ssize_t n) {
     return NULL;
 }
 
+/* the entries of the header lines block[pos:n] (s its one-byte data) appended to `out`, as
+ * index_headers makes them, with the name table in step with its dict: 1, or 0 when some line
+ * does not fit (the caller declines), or -1 with an exception set */
+static int index_lines(PyObject *block, const Py_UCS1 *s, Py_ssize_t pos, Py_ssize_t n,
+                       PyObject *out) {
+    while (pos < n) {
+        const Py_UCS1 *nl = memchr(s + pos, '\n', (size_t)(n - pos));
+        if (nl == NULL)
+            return 0; /* the last line has no line end */
+        Py_ssize_t lf = nl - s;
+        if (lf == pos || s[lf - 1] != '\r')
+            return 0; /* a bare LF (an empty line cannot be inside the block either) */
+        Py_ssize_t end = lf - 1; /* the line is s[pos:end] */
+        const Py_UCS1 *colon_p = memchr(s + pos, ':', (size_t)(end - pos));
+        if (colon_p == NULL || colon_p == s + pos)
+            return 0;
+        Py_ssize_t colon = colon_p - s;
+        PyObject *ent = names_find(s + pos, colon - pos); /* borrowed */
+        if (ent == NULL)
+            return 0; /* a new name, or a folded line */
+        if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 2)
+            return 0;
+        Py_ssize_t vs = colon + 1, ve = end;
+        while (vs < ve && wire_ws(s[vs]))
+            vs++;
+        while (ve > vs && wire_ws(s[ve - 1]))
+            ve--;
+        PyObject *value = PyUnicode_Substring(block, vs, ve);
+        if (value == NULL)
+            return -1;
+        PyObject *canonical = PyTuple_GET_ITEM(ent, 0), *written = PyTuple_GET_ITEM(ent, 1);
+        PyObject *line;
+        if (vs == colon + 2 && s[colon + 1] == ' ' && ve == end && PyUnicode_Check(written)
+            && PyUnicode_GET_LENGTH(written) == colon - pos) {
+            /* "Name: value" exactly as the serializer writes an entry from its written name
+             * and value: no copy of the line */
+            line = Py_None;
+            Py_INCREF(line);
+        } else if ((line = PyUnicode_Substring(block, pos, end)) == NULL) {
+            Py_DECREF(value);
+            return -1;
+        }
+        PyObject *item = PyList_New(4);
+        if (item == NULL) {
+            Py_DECREF(value);
+            Py_DECREF(line);
+            return -1;
+        }
+        Py_INCREF(canonical);
+        Py_INCREF(written);
+        PyList_SET_ITEM(item, 0, canonical);
+        PyList_SET_ITEM(item, 1, value);
+        PyList_SET_ITEM(item, 2, line);
+        PyList_SET_ITEM(item, 3, written);
+        int rc = PyList_Append(out, item);
+        Py_DECREF(item);
+        if (rc < 0)
+            return -1;
+        pos = lf + 1;
+    }
+    return 1;
+}
+
 static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     (void)self;
     if (nargs != 2 && nargs != 4) {
@@ -198,70 +263,202 @@ static PyObject *index_headers(PyObject *self, PyObject *const *args, Py_ssize_t
     PyObject *out = PyList_New(0);
     if (out == NULL)
         return NULL;
-    while (pos < n) {
-        const Py_UCS1 *nl = memchr(s + pos, '\n', (size_t)(n - pos));
-        if (nl == NULL)
-            goto decline; /* the last line has no line end */
-        Py_ssize_t lf = nl - s;
-        if (lf == pos || s[lf - 1] != '\r')
-            goto decline; /* a bare LF (an empty line cannot be inside the block either) */
-        Py_ssize_t end = lf - 1; /* the line is s[pos:end] */
-        const Py_UCS1 *colon_p = memchr(s + pos, ':', (size_t)(end - pos));
-        if (colon_p == NULL || colon_p == s + pos)
-            goto decline;
-        Py_ssize_t colon = colon_p - s;
-        PyObject *ent = names_find(s + pos, colon - pos); /* borrowed */
-        if (ent == NULL)
-            goto decline; /* a new name, or a folded line */
-        if (!PyTuple_Check(ent) || PyTuple_GET_SIZE(ent) != 2)
-            goto decline;
-        Py_ssize_t vs = colon + 1, ve = end;
-        while (vs < ve && wire_ws(s[vs]))
-            vs++;
-        while (ve > vs && wire_ws(s[ve - 1]))
-            ve--;
-        PyObject *value = PyUnicode_Substring(block, vs, ve);
-        if (value == NULL)
-            goto error;
-        PyObject *canonical = PyTuple_GET_ITEM(ent, 0), *written = PyTuple_GET_ITEM(ent, 1);
-        PyObject *line;
-        if (vs == colon + 2 && s[colon + 1] == ' ' && ve == end && PyUnicode_Check(written)
-            && PyUnicode_GET_LENGTH(written) == colon - pos) {
-            /* "Name: value" exactly as the serializer writes an entry from its written name
-             * and value: no copy of the line */
-            line = Py_None;
-            Py_INCREF(line);
-        } else if ((line = PyUnicode_Substring(block, pos, end)) == NULL) {
-            Py_DECREF(value);
-            goto error;
+    int rc = index_lines(block, s, pos, n, out);
+    if (rc > 0)
+        return out;
+    Py_DECREF(out);
+    if (rc < 0)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+
+/* head(text, start, entries): what siprouter.sip.message.parse_message reads of a message
+ * whose text (decoded as latin-1) starts at `start`, for the common case, in one call:
+ *
+ *   (first line, method, Request-URI or reason phrase, status, entries, where the header lines
+ *    start, where the body starts, Content-Length, whether the header section is ASCII)
+ *
+ * method "" and status 100-999 for a response, status 0 for a request; Content-Length -1 when
+ * there is none. The common case: CRLF CRLF ends the header section; the start line, ended by
+ * CRLF, is "SIP/2.0 ddd[ reason]" (first digit not 0) or "METHOD SP uri SP SIP/2.0" with one
+ * of the methods in METHODS and a URI not starting with '<'; the header lines as index_headers
+ * reads them; at most one Content-Length value (repeats of it allowed), of 1 to 10 ASCII
+ * digits. None for anything else: the Python parser then reads the message, and gives the
+ * errors. */
+static const char *const METHODS[] = {"INVITE", "ACK", "BYE", "CANCEL", "REGISTER", "OPTIONS",
+                                      "PRACK", "UPDATE", "INFO", "MESSAGE", "SUBSCRIBE",
+                                      "NOTIFY", "REFER", "PUBLISH"};
+#define N_METHODS (sizeof(METHODS) / sizeof(METHODS[0]))
+static PyObject *method_str[N_METHODS];
+
+/* the canonical name "content-length" */
+static inline int is_content_length(PyObject *canon) {
+    return PyUnicode_Check(canon) && PyUnicode_KIND(canon) == PyUnicode_1BYTE_KIND
+        && PyUnicode_GET_LENGTH(canon) == 14
+        && memcmp(PyUnicode_1BYTE_DATA(canon), "content-length", 14) == 0;
+}
+
+static PyObject *head(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    static const char sig[] = "head(text: str, start: int, entries: dict)";
+    if (nargs != 3 || !PyLong_Check(args[1]) || !PyDict_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, sig);
+        return NULL;
+    }
+    PyObject *text = args[0];
+    if (ready_str(text, sig) < 0)
+        return NULL;
+    Py_ssize_t start = PyLong_AsSsize_t(args[1]), n = PyUnicode_GET_LENGTH(text);
+    if (start == -1 && PyErr_Occurred())
+        return NULL;
+    if (start < 0 || start > n) {
+        PyErr_SetString(PyExc_ValueError, "head: start out of range");
+        return NULL;
+    }
+    if (PyUnicode_KIND(text) != PyUnicode_1BYTE_KIND)
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
+    /* the first CRLF CRLF */
+    Py_ssize_t end = -1;
+    for (Py_ssize_t i = start; i + 3 < n;) {
+        const Py_UCS1 *cr = memchr(s + i, '\r', (size_t)(n - 3 - i));
+        if (cr == NULL)
+            break;
+        Py_ssize_t k = cr - s;
+        if (s[k + 1] == '\n' && s[k + 2] == '\r' && s[k + 3] == '\n') {
+            end = k;
+            break;
         }
-        PyObject *item = PyList_New(4);
-        if (item == NULL) {
-            Py_DECREF(value);
-            Py_DECREF(line);
-            goto error;
+        i = k + 1;
+    }
+    if (end < 0)
+        Py_RETURN_NONE;
+    Py_ssize_t head_end = end + 2, body_at = end + 4;
+    const Py_UCS1 *lf = memchr(s + start, '\n', (size_t)(head_end - start));
+    Py_ssize_t fl_end = lf - s; /* lf is found: head_end - 1 is a LF */
+    if (fl_end == start || s[fl_end - 1] != '\r')
+        Py_RETURN_NONE;
+    Py_ssize_t fe = fl_end - 1; /* the start line is s[start:fe] */
+    PyObject *method = NULL;
+    Py_ssize_t ts, te; /* the Request-URI or the reason phrase */
+    long status = 0;
+    if (fe - start >= 11 && memcmp(s + start, "SIP/2.0 ", 8) == 0) {
+        const Py_UCS1 *d = s + start + 8;
+        if (d[0] < '1' || d[0] > '9' || d[1] < '0' || d[1] > '9' || d[2] < '0' || d[2] > '9')
+            Py_RETURN_NONE;
+        status = (d[0] - '0') * 100 + (d[1] - '0') * 10 + (d[2] - '0');
+        if (start + 11 == fe) {
+            ts = te = fe;
+        } else if (d[3] == ' ') {
+            ts = start + 12;
+            te = fe;
+        } else {
+            Py_RETURN_NONE;
         }
-        Py_INCREF(canonical);
-        Py_INCREF(written);
-        PyList_SET_ITEM(item, 0, canonical);
-        PyList_SET_ITEM(item, 1, value);
-        PyList_SET_ITEM(item, 2, line);
-        PyList_SET_ITEM(item, 3, written);
-        int rc = PyList_Append(out, item);
-        Py_DECREF(item);
+    } else {
+        const Py_UCS1 *sp = memchr(s + start, ' ', (size_t)(fe - start));
+        if (sp == NULL)
+            Py_RETURN_NONE;
+        Py_ssize_t me = sp - s;
+        for (size_t m = 0; m < N_METHODS; m++) {
+            if ((Py_ssize_t)strlen(METHODS[m]) == me - start
+                && memcmp(s + start, METHODS[m], (size_t)(me - start)) == 0) {
+                method = method_str[m];
+                break;
+            }
+        }
+        if (method == NULL)
+            Py_RETURN_NONE; /* another method: a token or not, the Python parser decides */
+        ts = me + 1;
+        sp = memchr(s + ts, ' ', (size_t)(fe - ts));
+        if (sp == NULL)
+            Py_RETURN_NONE;
+        te = sp - s;
+        if (te == ts || s[ts] == '<' || fe - (te + 1) != 7 || memcmp(s + te + 1, "SIP/2.0", 7) != 0)
+            Py_RETURN_NONE;
+    }
+    if (names_sync(args[2]) < 0)
+        return NULL;
+    PyObject *hdrs = PyList_New(0);
+    if (hdrs == NULL)
+        return NULL;
+    int rc = index_lines(text, s, fl_end + 1, head_end, hdrs);
+    if (rc <= 0) {
+        Py_DECREF(hdrs);
         if (rc < 0)
-            goto error;
-        pos = lf + 1;
+            return NULL;
+        Py_RETURN_NONE;
+    }
+    long cl = -1;
+    PyObject *cl_value = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(hdrs); i++) {
+        PyObject *h = PyList_GET_ITEM(hdrs, i);
+        if (!is_content_length(PyList_GET_ITEM(h, 0)))
+            continue;
+        PyObject *v = PyList_GET_ITEM(h, 1);
+        if (cl_value != NULL) {
+            if (PyUnicode_Compare(v, cl_value) != 0)
+                goto decline; /* conflicting values: the Python parser answers 400 */
+            continue;
+        }
+        Py_ssize_t len = PyUnicode_GET_LENGTH(v);
+        const Py_UCS1 *dv = PyUnicode_1BYTE_DATA(v);
+        if (len < 1 || len > 10)
+            goto decline;
+        cl = 0;
+        for (Py_ssize_t k = 0; k < len; k++) {
+            if (dv[k] < '0' || dv[k] > '9')
+                goto decline;
+            cl = cl * 10 + (dv[k] - '0');
+        }
+        cl_value = v;
+    }
+    int ascii = PyUnicode_IS_ASCII(text);
+    if (!ascii) {
+        ascii = 1;
+        for (Py_ssize_t i = fl_end + 1; i < head_end; i++) {
+            if (s[i] >= 0x80) {
+                ascii = 0;
+                break;
+            }
+        }
+    }
+    PyObject *out = PyTuple_New(9);
+    if (out == NULL) {
+        Py_DECREF(hdrs);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(out, 4, hdrs); /* the tuple owns it from here */
+    PyObject *items[9] = {
+        PyUnicode_Substring(text, start, fe),
+        method != NULL ? Py_NewRef(method) : Py_NewRef(empty_str),
+        PyUnicode_Substring(text, ts, te),
+        PyLong_FromLong(status),
+        NULL,
+        PyLong_FromSsize_t(fl_end + 1),
+        PyLong_FromSsize_t(body_at),
+        PyLong_FromLong(cl),
+        Py_NewRef(ascii ? Py_True : Py_False),
+    };
+    int failed = 0;
+    for (int k = 0; k < 9; k++) {
+        if (k == 4)
+            continue;
+        if (items[k] == NULL)
+            failed = 1;
+        else
+            PyTuple_SET_ITEM(out, k, items[k]);
+    }
+    if (failed) {
+        Py_DECREF(out); /* the items set; the tuple's empty slots are NULL, which it skips */
+        return NULL;
     }
     return out;
 decline:
-    Py_DECREF(out);
+    Py_DECREF(hdrs);
     Py_RETURN_NONE;
-error:
-    Py_DECREF(out);
-    return NULL;
 }
-
 
 /* via_parm(text): the common form of one via-parm, ``SIP/2.0/UDP host[:port];k[=v]...`` with
  * no LWS and no quoted value, as siprouter.sip.headers._fast_via reads it: returns
@@ -1272,8 +1469,6 @@ static PyObject *call_id_ok(PyObject *self, PyObject *value) {
  * ";tag=" with no 't' or 'T' before it, then a value up to the first of "; \t," (not empty):
  * that value; no "tag" in any case after the last '>' at all: None. Anything else gives ""
  * (no tag is empty): the caller then asks the Python reader. */
-static PyObject *empty_str;
-
 static PyObject *tag_of(PyObject *self, PyObject *value) {
     (void)self;
     if (ready_str(value, "tag_of(value: str)") < 0)
@@ -1335,6 +1530,9 @@ static PyMethodDef scan_methods[] = {
      "name_addr_parts(text) -> (uri, params) | None: a common name-addr read."},
     {"call_id_ok", (PyCFunction)call_id_ok, METH_O,
      "call_id_ok(value) -> bool: word [\"@\" word] (RFC 3261 section 25.1)."},
+    {"head", (PyCFunction)(void (*)(void))head, METH_FASTCALL,
+     "head(text, start, entries) -> (first, method, target, status, hdrs, hdr_at, body_at, "
+     "content_length, ascii) | None: a message's start line and header section read."},
     {"name_addr_ok", (PyCFunction)name_addr_ok, METH_O,
      "name_addr_ok(text) -> True | None: a common name-addr with a common sip: URI."},
     {"tag_of", (PyCFunction)tag_of, METH_O,
@@ -1374,6 +1572,13 @@ PyMODINIT_FUNC PyInit__scan(void) {
         if (param_key[k] == NULL) {
             param_key[k] = PyUnicode_InternFromString(PARAM_KEYS[k]);
             if (param_key[k] == NULL)
+                return NULL;
+        }
+    }
+    for (size_t m = 0; m < N_METHODS; m++) {
+        if (method_str[m] == NULL) {
+            method_str[m] = PyUnicode_InternFromString(METHODS[m]);
+            if (method_str[m] == NULL)
                 return NULL;
         }
     }

@@ -55,6 +55,10 @@ _c_respond: Final[_Respond | None] = native("siprouter.sip._scan", "serialize")
 _ValuesHash = Callable[[str, str, list[list[str | None]], frozenset[str]], str | None]
 _c_values_hash: Final[_ValuesHash | None] = native("siprouter.sip._scan", "values_hash")
 _c_is_ascii: Final[Callable[[str], bool] | None] = native("siprouter.sip._scan", "is_ascii")
+# parse_message's start line and header section in C, for the common form (see _scan.c)
+_Head = Callable[[str, int, dict[str, tuple[str, str]]],
+                 tuple[str, str, str, int, list[list[str | None]], int, int, int, bool] | None]
+_c_head: Final[_Head | None] = native("siprouter.sip._scan", "head")
 _c_tag_of: Final[Callable[[str], str | None] | None] = native("siprouter.sip._scan", "tag_of")
 # the top Via's branch and the CSeq read from the text in C (None: ask the Python path)
 _c_via_branch: Final[Callable[[str], str | None] | None] = native(
@@ -1052,6 +1056,31 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     # one code point per byte, so offsets in ``text`` are offsets in ``data`` (str.find is a
     # native call in the compiled build, bytes.find a generic method call)
     text = data.decode("latin-1")
+    if _c_head is not None:
+        got = _c_head(text, start, _parse_entries)
+        if got is not None:
+            first, method, target, status, hdrs, hdr_at, body_at, cl, ascii = got
+            msg = SipMessage()
+            if status:
+                msg.is_request = False
+                msg.status = status
+                msg._reason = target
+            else:
+                msg.method = method
+                msg._ruri = target
+            msg._first = first
+            msg._hl = hdrs
+            msg._ascii = ascii
+            msg._hdr_at = hdr_at - start
+            msg._body_at = body_at - start
+            return _with_body(msg, data, start, body_at, cl, stream)
+    return _parse_message_py(data, text, start, stream)
+
+
+def _parse_message_py(data: bytes, text: str, start: int, stream: bool) -> SipMessage:
+    """:func:`parse_message` after the leading CRLFs (``text`` is ``data`` decoded as
+    latin-1), in Python: every form, and the errors (``siprouter.sip._scan.head`` reads the
+    common form in C, when it is built)."""
     end = text.find("\r\n\r\n", start)
     if end >= 0:
         head_end, body_start = end + 2, end + 4
@@ -1072,9 +1101,9 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         msg._hdr_at = fl_end + 1 - start
         msg._body_at = body_start - start
 
-    # Content-Length and body
+    # Content-Length
     cl_values = [h[1] for h in hdrs if h[0] == "content-length"]
-    rest = data[body_start:]
+    cl = -1
     if cl_values:
         if len(cl_values) > 1 and len(set(cl_values)) > 1:
             raise ParseError(400, "conflicting Content-Length headers")
@@ -1085,6 +1114,15 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         if len(clv) > _MAX_CL_DIGITS:
             raise ParseError(400, "Content-Length out of range")
         cl = _digits_value(clv)
+    return _with_body(msg, data, start, body_start, cl, stream)
+
+
+def _with_body(msg: SipMessage, data: bytes, start: int, body_start: int, cl: int,
+               stream: bool) -> SipMessage:
+    """``msg`` given its body, ``data[body_start:]`` cut at the Content-Length ``cl`` (-1:
+    none), and its raw bytes (from ``start``)."""
+    rest = data[body_start:]
+    if cl >= 0:
         if cl > len(rest):
             raise ParseError(400, "Content-Length larger than the message body")
         if cl < len(rest):
