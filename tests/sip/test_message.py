@@ -166,6 +166,31 @@ def test_compact_keeps_content_and_edits() -> None:
     assert m.copy().to_bytes() == m.to_bytes()
 
 
+@pytest.mark.parametrize("edit", [
+    lambda m: m.remove_first_value("via"),
+    lambda m: m.remove_first_value("x-two"),
+    lambda m: m.replace_first("Max-Forwards", "1"),
+    lambda m: m.replace_first_wire("to", "<sip:x@y>"),
+    lambda m: m.set("CSeq", "1 INVITE"),
+    lambda m: m.insert_top("Via", "SIP/2.0/UDP h;branch=z9hG4bKc"),
+    lambda m: m.remove("contact"),
+    lambda m: m.compact(),
+])
+def test_a_copy_and_its_original_do_not_share_edits(edit: object) -> None:
+    """copy() shares the header entries with its original: an edit of either must leave the
+    other as it was, both ways round."""
+    data = INVITE.replace(b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nX-Two: a, b\r\n")
+    for edited_first in (True, False):
+        m = parse_message(data)
+        m.replace_first("X-Other", "1")
+        before = m.to_bytes()
+        c = m.copy()
+        target, other = (c, m) if edited_first else (m, c)
+        edit(target)  # type: ignore[operator]
+        assert other.to_bytes() == before
+        assert parse_message(target.to_bytes()).header_items() == target.header_items()
+
+
 def test_mark_sent_uses_the_bytes_given() -> None:
     m = parse_message(INVITE)
     m.set("Max-Forwards", "5")

@@ -243,7 +243,9 @@ class SipMessage:
         self.version = _SIP20
         self._first = ""
         # entries: [canonical name, value (internal form), raw line or None, written name or None]
-        # (the raw line is None once edited, and when it is "written name: value" exactly)
+        # (the raw line is None once edited, and when it is "written name: value" exactly).
+        # An entry is never changed in place: an edit puts a new one in its slot, so that a
+        # copy() can share the entries with the message it was made from
         # header entries, or None when dropped by compact() (rebuilt from ``raw`` on use)
         self._hl: list[list[str | None]] | None = []
         # every value in the header entries is ASCII (then wire form and caller form are the
@@ -536,8 +538,7 @@ class SipMessage:
                     size = _line_len(h) if at >= 0 else 0
                     rest = cut[1]
                     if rest:
-                        h[1] = rest
-                        h[2] = None
+                        h = hdrs[i] = [c, rest, None, h[3]]
                     else:
                         del hdrs[i]
                     self._invalidate(c)
@@ -549,8 +550,7 @@ class SipMessage:
                 if len(parts) <= 1:
                     del hdrs[i]
                 else:
-                    h[1] = ", ".join(parts[1:])
-                    h[2] = None
+                    hdrs[i] = [c, ", ".join(parts[1:]), None, h[3]]
                 self._invalidate(c)
                 return _from_wire(parts[0]) if parts else None
         return None
@@ -582,13 +582,13 @@ class SipMessage:
         """:meth:`replace_first` for the canonical name ``c`` and a value already in wire
         form: the proxy's own edits (Max-Forwards, the top Via's received/rport), made of text
         that came in on a header line or of digits and addresses, with no CR/LF and stripped."""
-        for h in self._hdrs:
+        hdrs = self._hdrs
+        for i, h in enumerate(hdrs):
             if h[0] == c:
-                h[1] = v
-                h[2] = None
+                hdrs[i] = [c, v, None, h[3]]
                 self._invalidate(c)
                 return
-        self._hdrs.append([c, v, None, None])
+        hdrs.append([c, v, None, None])
         self._invalidate(c)
 
     # -- cached typed accessors -------------------------------------------------------------------
@@ -767,7 +767,7 @@ class SipMessage:
         m._reason = self._reason
         m.version = self.version
         m._first = self._first
-        m._hdrs = [list(h) for h in self._hdrs]
+        m._hdrs = list(self._hdrs)  # the entries are shared: an edit replaces an entry
         m._ascii = self._ascii
         m._body = self._body
         m._edited = self._edited
