@@ -227,6 +227,10 @@ def _rebuilt(data: bytes) -> bytes:
     RESP.replace("Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy\r\n",
                  "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKproxy, SIP/2.0/TCP h\r\n"
                  ).encode(),  # two values on the line: only the first goes
+    # the Via lines after others, written as received or not
+    RESP.replace("SIP/2.0 180 Ringing\r\n",
+                 "SIP/2.0 180 Ringing\r\nFrom:  <sip:a@x>;tag=1\r\nX-A: 1\r\n").replace(
+                 "From: <sip:a@x>;tag=1\r\n", "").encode(),
     # the same line in the body stays there
     RESP.replace("Content-Length: 4\r\n\r\nbody",
                  "Content-Length: 52\r\n\r\n"

@@ -206,6 +206,7 @@ class SipMessage:
         "_cseq_method",
         "_cseq_num",
         "_body_at",
+        "_crlf",
         "_cut_at",
         "_cut_len",
         "_hdr_at",
@@ -265,6 +266,9 @@ class SipMessage:
         # where the first header line and the body start in ``raw`` (-1: not known)
         self._hdr_at = -1
         self._body_at = -1
+        # every entry is one line of ``raw`` ended by CRLF, in order from ``_hdr_at`` (what
+        # sip._scan.head reads), as long as nothing is edited
+        self._crlf = False
         self._via1: Via | None = None
         self._vias: list[Via] | None = None
         # the CSeq read (cseq_num, cseq_method): _cseq_num is -1 until then
@@ -307,6 +311,7 @@ class SipMessage:
         self._body_edited = False
         self._cut_at = -1
         self._hdr_at = self._body_at = -1
+        self._crlf = False
         self._hl = None
         self._via1 = None
         self._vias = None
@@ -729,9 +734,14 @@ class SipMessage:
         at = self._hdr_at
         if at < 0:
             return -1
+        hdrs = self._hdrs
+        if self._crlf:
+            for j in range(i):
+                at += _line_len(hdrs[j]) + 2
+            return at
         pos = -1
         j = 0
-        for h in self._hdrs:
+        for h in hdrs:
             if j == i:
                 pos = at
             at += _line_len(h) + 2
@@ -774,6 +784,7 @@ class SipMessage:
         m._body_edited = self._body_edited
         m._cut_at = self._cut_at
         m._cut_len = self._cut_len
+        m._crlf = self._crlf
         m._put = self._put
         m._hdr_at = self._hdr_at
         m._body_at = self._body_at
@@ -1073,6 +1084,7 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
             msg._ascii = ascii
             msg._hdr_at = hdr_at - start
             msg._body_at = body_at - start
+            msg._crlf = True
             return _with_body(msg, data, start, body_at, cl, stream)
     return _parse_message_py(data, text, start, stream)
 
