@@ -94,3 +94,34 @@ def test_a_tagged_response_copies_the_lines_as_received_but_the_to() -> None:
         b"CSeq: 1 INVITE\r\n"
         b"Content-Length: 0\r\n\r\n"
     )
+
+
+def test_tags_are_random_and_never_repeat_across_a_pool_refill() -> None:
+    from siprouter.sip.build import new_tag, random_bytes
+
+    tags = [new_tag() for _ in range(2000)]  # several refills of the 4 KiB pool
+    assert len(set(tags)) == len(tags)
+    assert all(len(t) == 12 and int(t, 16) >= 0 for t in tags)
+    assert len(random_bytes(5000)) == 5000  # more than a pool holds
+    assert random_bytes(8) != random_bytes(8)
+
+
+def test_a_forked_child_draws_other_tags_than_its_parent() -> None:
+    """Workers are forked: a pool copied into the child would hand out the parent's bytes."""
+    import os
+
+    from siprouter.sip.build import new_tag
+
+    new_tag()  # the parent's pool is filled
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next tag, to the parent
+        try:
+            os.write(w, new_tag().encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    child = os.read(r, 64).decode()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert len(child) == 12 and child != new_tag()

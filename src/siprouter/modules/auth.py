@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..sip import digest
+from ..sip.build import random_bytes
 from ..sip.headers import parse_name_addr
 from ..sip.message import SipMessage
 from ..sip.uri import parse_uri
@@ -176,7 +177,7 @@ class Secret:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
 
     def new_nonce(self, now: float) -> str:
-        payload = struct.pack(">I", int(now) & 0xFFFFFFFF) + os.urandom(8)
+        payload = struct.pack(">I", int(now) & 0xFFFFFFFF) + random_bytes(8)
         return base64.urlsafe_b64encode(payload + self._mac(payload)).decode().rstrip("=")
 
     def issued(self, nonce: str) -> int | None:

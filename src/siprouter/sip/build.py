@@ -13,7 +13,7 @@ from typing import Final
 
 from .message import SipMessage, _to_wire, canonical_name, display_name
 
-__all__ = ["REASONS", "make_response", "make_response_from_raw", "new_tag"]
+__all__ = ["REASONS", "make_response", "make_response_from_raw", "new_tag", "random_bytes"]
 
 # RFC 3261 §21 and the IANA registry: default reason phrases.
 REASONS: Final[dict[int, str]] = {
@@ -75,9 +75,47 @@ _COPIED_SET: Final = frozenset(_COPIED)
 _COPIED_100: Final = frozenset((*_COPIED, "timestamp"))
 
 
+class _RandomPool:
+    """Bytes from the kernel's random source (``os.urandom``) drawn 4 KiB at a time and handed
+    out a few at a time: a tag per reply would otherwise cost a getrandom() system call. A
+    forked child (a worker) starts with an empty pool, so no two processes hand out the same
+    bytes."""
+
+    __slots__ = ("buf", "pos")
+
+    def __init__(self) -> None:
+        self.buf = b""
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        pos = self.pos
+        end = pos + n
+        if end > len(self.buf):
+            self.buf = os.urandom(max(4096, n))
+            pos = 0
+            end = n
+        self.pos = end
+        return self.buf[pos:end]
+
+    def reset(self) -> None:
+        self.buf = b""
+        self.pos = 0
+
+
+_POOL: Final = _RandomPool()
+os.register_at_fork(after_in_child=_POOL.reset)
+
+
+def random_bytes(n: int) -> bytes:
+    """``n`` bytes of ``os.urandom``, from a pool (see :class:`_RandomPool`); each handed out
+    once."""
+    return _POOL.take(n)
+
+
 def new_tag() -> str:
-    """A fresh To/From tag (RFC 3261 §19.3: at least 32 bits of randomness)."""
-    return os.urandom(6).hex()
+    """A fresh To/From tag (RFC 3261 §19.3: globally unique and cryptographically random, at
+    least 32 bits of randomness: 48 bits of the kernel's random source)."""
+    return _POOL.take(6).hex()
 
 
 def _clean(text: str) -> str:
