@@ -729,6 +729,8 @@ def test_c_uri_reader_agrees_with_python_parser(text: str) -> None:
     from siprouter.sip.uri import _parse_uri_py
 
     got = scan.uri_parts(text)
+    # uri_ok says True exactly where uri_parts reads the URI
+    assert scan.uri_ok(text) is (None if got is None else True), text
     if got is None:
         return
     u = _parse_uri_py(text)  # must not raise

@@ -44,7 +44,7 @@ from siprouter.modules.aor import aor_key, normalize_aor
 from siprouter.modules.location import Location
 from siprouter.sip.headers import NameAddr, parse_contacts, parse_name_addr
 from siprouter.sip.message import SipMessage
-from siprouter.sip.uri import SipURI, UnsupportedURIScheme, parse_uri, uri_equal
+from siprouter.sip.uri import SipURI, UnsupportedURIScheme, check_uri, parse_uri, uri_equal
 from siprouter.storage.location_store import Binding, StoreError
 
 __all__ = [
@@ -341,7 +341,7 @@ class Registrar:
                 if st.max_expires and e > st.max_expires:
                     e = st.max_expires
             try:
-                parse_uri(na.uri)
+                check_uri(na.uri)
             except UnsupportedURIScheme:
                 pass  # RFC 3261 §10.2.1: any URI scheme may be registered
             except ValueError:

@@ -1405,6 +1405,19 @@ error:
     return NULL;
 }
 
+/* uri_ok(text): True when text is a URI of the form uri_parts reads (which parse_uri then
+ * accepts), else None: the caller then asks parse_uri. Nothing is made on the way. */
+static PyObject *uri_ok(PyObject *self, PyObject *text) {
+    (void)self;
+    if (ready_str(text, "uri_ok(text: str)") < 0)
+        return NULL;
+    uri_span u;
+    if (PyUnicode_IS_ASCII(text)
+        && uri_scan(PyUnicode_1BYTE_DATA(text), PyUnicode_GET_LENGTH(text), &u))
+        Py_RETURN_TRUE;
+    Py_RETURN_NONE;
+}
+
 /* name_addr_ok(text): True when text is a name-addr of the form name_addr_parts reads whose
  * URI is of the form uri_parts reads (so that siprouter.sip.validate's full check, and the
  * parsers behind it, accept it too), else None: the caller then asks the full check. A
@@ -1533,6 +1546,8 @@ static PyMethodDef scan_methods[] = {
     {"head", (PyCFunction)(void (*)(void))head, METH_FASTCALL,
      "head(text, start, entries) -> (first, method, target, status, hdrs, hdr_at, body_at, "
      "content_length, ascii) | None: a message's start line and header section read."},
+    {"uri_ok", (PyCFunction)uri_ok, METH_O,
+     "uri_ok(text) -> True | None: a common sip: URI (as uri_parts reads it)."},
     {"name_addr_ok", (PyCFunction)name_addr_ok, METH_O,
      "name_addr_ok(text) -> True | None: a common name-addr with a common sip: URI."},
     {"tag_of", (PyCFunction)tag_of, METH_O,

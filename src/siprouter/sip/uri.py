@@ -29,7 +29,8 @@ from typing import Final
 from ..native import native
 from .charset import ALNUM, char_table, chars_in
 
-__all__ = ["SipURI", "UnsupportedURIScheme", "normalize_ipv6", "parse_uri", "uri_equal"]
+__all__ = ["SipURI", "UnsupportedURIScheme", "check_uri", "normalize_ipv6", "parse_uri",
+           "uri_equal"]
 
 _HEX2 = r"%[0-9A-Fa-f]{2}"
 _UNRESERVED = r"A-Za-z0-9\-_.!~*'()"
@@ -215,6 +216,17 @@ def parse_uri(text: str) -> SipURI:
             _URI_CACHE.clear()
         _URI_CACHE[text] = u
     return u
+
+
+_c_uri_ok: Final[Callable[[str], bool | None] | None] = native("siprouter.sip._scan", "uri_ok")
+
+
+def check_uri(text: str) -> None:
+    """:func:`parse_uri` for its verdict only: raises what it raises, and builds nothing for a
+    sip:/sips: URI of the common form (``siprouter.sip._scan.uri_ok``), which it accepts."""
+    if _c_uri_ok is not None and _c_uri_ok(text) is not None:
+        return
+    parse_uri(text)
 
 
 def _scan_hostport(rest: str) -> int:
