@@ -1042,3 +1042,36 @@ def test_c_head_reads_the_common_form_and_declines_the_rest() -> None:
         scan.head(b"SIP/2.0 200 OK\r\n\r\n", 0, entries)
     with pytest.raises(ValueError):
         scan.head("x", 2, entries)
+
+
+via_top = st.builds(
+    lambda lead, first, rport, tail, rest: f"{lead}{first}{rport}{tail}{rest}",
+    st.sampled_from(["", " ", "\t", "\x85"]),
+    st.sampled_from(["SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1", "SIP/2.0/UDP h", "x", "",
+                     "SIP/2.0/UDP h;rport", 'SIP/2.0/UDP h;x="a"', "SIP/2.0/UDP <h>"]),
+    st.sampled_from([";rport", ";rport=1", ";RPORT", "rport", ";rport;rport", ""]),
+    st.sampled_from(["", " ", "\xa0", ";x", ",", ", "]),
+    st.one_of(st.just(""), st.builds(lambda r: ", " + r, sip_text), sip_text),
+)
+
+
+@SETTINGS
+@given(st.one_of(via_top, sip_text), st.sampled_from(["5060", "1"]),
+       st.sampled_from(["10.0.0.2", "::1", "h\xe9"]))
+def test_c_rport_fill_agrees_with_python(value: str, port: str, host: str) -> None:
+    scan = pytest.importorskip("siprouter.sip._scan")
+    from siprouter.sip.headers import _fill_rport_py
+
+    value = value.encode("utf-8").decode("latin-1")  # wire form, as the message keeps it
+    host = host.encode("utf-8").decode("latin-1")
+    assert scan.rport_fill(value, port, host) == _fill_rport_py(value, port, host), value
+
+
+def test_rport_fill_of_the_common_form() -> None:
+    from siprouter.sip.headers import fill_rport
+
+    v = "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport"
+    assert fill_rport(v, "5070", "10.0.0.9") == v + "=5070;received=10.0.0.9"
+    assert fill_rport(v + " , SIP/2.0/UDP b ", "1", "h") == v + "=1;received=h, SIP/2.0/UDP b"
+    assert fill_rport("SIP/2.0/UDP h;rport;x", "1", "h") is None
+    assert fill_rport("SIP/2.0/UDP h;rport;rport", "1", "h") is None

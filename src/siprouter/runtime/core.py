@@ -38,7 +38,7 @@ from ..proxy.routing import (
 from ..modules.registrar import Registrar
 from ..scripting.api import LookupResult, Reply, Request, StopRoute
 from ..sip.build import make_response, make_response_from_raw, new_tag
-from ..sip.headers import Via, cut_first_item, parse_name_addr, split_commas
+from ..sip.headers import Via, fill_rport, parse_name_addr, split_commas
 from ..sip.message import ParseError, SipMessage, is_ascii, parse_message
 from ..sip.types import Endpoint, endpoint
 from ..sip.uri import parse_uri
@@ -314,14 +314,13 @@ class Core:
             # (already read as such), the sent-by host the source's. Fill in the text itself
             # rather than writing the whole Via again; what it gives is the same.
             first_line = msg.value_of("via")
-            cut = cut_first_item(first_line) if first_line is not None else None
-            if cut is not None and cut[0].find(";rport") == len(cut[0]) - 6:
-                port = str(src.port)
+            port = str(src.port)
+            filled = fill_rport(first_line, port, src.host) if first_line is not None else None
+            if filled is not None:
                 params["rport"] = port
                 params["received"] = src.host
-                top = f"{cut[0]}={port};received={src.host}"
                 # the received line's text and an address: wire form already
-                msg.replace_first_wire("via", f"{top}, {cut[1]}" if cut[1] else top)
+                msg.replace_first_wire("via", filled)
                 msg._via1 = via  # still the same parsed object
                 return
         changed = False

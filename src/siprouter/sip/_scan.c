@@ -1405,6 +1405,71 @@ error:
     return NULL;
 }
 
+/* rport_fill(value, port, host): the top Via line's value with the received address filled
+ * in where its first via-parm ends with its first ";rport" (RFC 3581, as nearly every UA asks
+ * for it): first item + "=" port ";received=" host, then ", " and the rest when there is
+ * more, as siprouter.runtime.core._mark_received writes it from cut_first_item. None for
+ * anything else (a '"' or '<' in the value, an empty first item, no ";rport" at its end, text
+ * of more than one byte per code point): the caller then writes the Via again in full. */
+static PyObject *rport_fill(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    (void)self;
+    static const char sig[] = "rport_fill(value: str, port: str, host: str)";
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, sig);
+        return NULL;
+    }
+    for (int k = 0; k < 3; k++)
+        if (ready_str(args[k], sig) < 0)
+            return NULL;
+    if (!one_byte_str(args[0]) || !one_byte_str(args[1]) || !one_byte_str(args[2]))
+        Py_RETURN_NONE;
+    const Py_UCS1 *s = PyUnicode_1BYTE_DATA(args[0]);
+    Py_ssize_t n = PyUnicode_GET_LENGTH(args[0]);
+    if (memchr(s, '"', (size_t)n) != NULL || memchr(s, '<', (size_t)n) != NULL)
+        Py_RETURN_NONE;
+    const Py_UCS1 *comma = memchr(s, ',', (size_t)n);
+    Py_ssize_t fs = 0, fe = comma == NULL ? n : comma - s; /* the first item, stripped */
+    Py_ssize_t rs = comma == NULL ? n : fe + 1, re = n;      /* the rest, stripped */
+    while (fs < fe && py_space(s[fs]))
+        fs++;
+    while (fe > fs && py_space(s[fe - 1]))
+        fe--;
+    while (rs < re && py_space(s[rs]))
+        rs++;
+    while (re > rs && py_space(s[re - 1]))
+        re--;
+    if (fe - fs < 6 || memcmp(s + fe - 6, ";rport", 6) != 0)
+        Py_RETURN_NONE;
+    for (Py_ssize_t i = fs; i + 6 < fe; i++)
+        if (s[i] == ';' && memcmp(s + i, ";rport", 6) == 0)
+            Py_RETURN_NONE; /* an earlier ";rport": not the one at the end */
+    PyObject *port = args[1], *host = args[2];
+    Py_ssize_t pl = PyUnicode_GET_LENGTH(port), hl = PyUnicode_GET_LENGTH(host);
+    Py_ssize_t total = (fe - fs) + 1 + pl + 10 + hl + (re > rs ? 2 + (re - rs) : 0);
+    Py_UCS4 maxc = 0x7f;
+    if (!PyUnicode_IS_ASCII(args[0]) || !PyUnicode_IS_ASCII(port) || !PyUnicode_IS_ASCII(host))
+        maxc = 0xff;
+    PyObject *out = PyUnicode_New(total, maxc);
+    if (out == NULL)
+        return NULL;
+    Py_UCS1 *w = PyUnicode_1BYTE_DATA(out);
+    memcpy(w, s + fs, (size_t)(fe - fs));
+    w += fe - fs;
+    *w++ = '=';
+    memcpy(w, PyUnicode_1BYTE_DATA(port), (size_t)pl);
+    w += pl;
+    memcpy(w, ";received=", 10);
+    w += 10;
+    memcpy(w, PyUnicode_1BYTE_DATA(host), (size_t)hl);
+    w += hl;
+    if (re > rs) {
+        *w++ = ',';
+        *w++ = ' ';
+        memcpy(w, s + rs, (size_t)(re - rs));
+    }
+    return out;
+}
+
 /* uri_ok(text): True when text is a URI of the form uri_parts reads (which parse_uri then
  * accepts), else None: the caller then asks parse_uri. Nothing is made on the way. */
 static PyObject *uri_ok(PyObject *self, PyObject *text) {
@@ -1546,6 +1611,8 @@ static PyMethodDef scan_methods[] = {
     {"head", (PyCFunction)(void (*)(void))head, METH_FASTCALL,
      "head(text, start, entries) -> (first, method, target, status, hdrs, hdr_at, body_at, "
      "content_length, ascii) | None: a message's start line and header section read."},
+    {"rport_fill", (PyCFunction)(void (*)(void))rport_fill, METH_FASTCALL,
+     "rport_fill(value, port, host) -> str | None: the top Via with ;rport=port;received=host."},
     {"uri_ok", (PyCFunction)uri_ok, METH_O,
      "uri_ok(text) -> True | None: a common sip: URI (as uri_parts reads it)."},
     {"name_addr_ok", (PyCFunction)name_addr_ok, METH_O,

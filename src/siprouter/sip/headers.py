@@ -107,6 +107,32 @@ def cut_first_item(value: str) -> tuple[str, str] | None:
     return (first, rest) if first else None
 
 
+_c_rport_fill: Final[Callable[[str, str, str], str | None] | None] = native(
+    "siprouter.sip._scan", "rport_fill"
+)
+
+
+def fill_rport(value: str, port: str, host: str) -> str | None:
+    """The top Via line ``value`` (wire form) with ``=port;received=host`` written after the
+    ``;rport`` that ends its first via-parm, where that is its first ``;rport`` (RFC 3581, as
+    nearly every UA asks for it); None for any other value (the caller writes the Via again).
+    In C when built (``siprouter.sip._scan.rport_fill``)."""
+    if _c_rport_fill is not None:
+        return _c_rport_fill(value, port, host)
+    return _fill_rport_py(value, port, host)
+
+
+def _fill_rport_py(value: str, port: str, host: str) -> str | None:
+    cut = cut_first_item(value)
+    if cut is None:
+        return None
+    first, rest = cut
+    if len(first) < 6 or first.find(";rport") != len(first) - 6:
+        return None
+    top = f"{first}={port};received={host}"
+    return f"{top}, {rest}" if rest else top
+
+
 def split_commas(value: str) -> list[str]:
     """Split ``value`` on commas outside double quotes and outside ``<...>``.
 
