@@ -13,6 +13,7 @@ worker builds its own :class:`Server`, bound with SO_REUSEPORT and joined to its
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -20,7 +21,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 from ..modules import instances as module_instances
 from ..proxy.routing import LocalAddresses
@@ -291,6 +292,19 @@ def worker_count(settings: Any) -> int:
     return n if n > 0 else (os.cpu_count() or 1)
 
 
+def _exit_now(code: int) -> NoReturn:
+    """End the process once the server is closed (every store closed, every record written):
+    logs and stdio flushed, then ``os._exit``, as each worker ends. The interpreter's own
+    teardown would free every object one at a time, which after a load (transactions kept
+    for 32 s, dialogs, a location table) took seconds of CPU: a server capped at a fifth of a
+    core took 4 s to exit after SIGTERM, where the rest of the stop took 6 ms."""
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def run(settings: Any) -> int:
     """Run a server until SIGTERM/SIGINT; returns the process exit status."""
     _setup_logging(getattr(settings.server, "log_level", "info"))
@@ -302,7 +316,9 @@ def run(settings: Any) -> int:
     n = worker_count(settings)
     if n == 1:
         with _runner() as runner:
-            return runner.run(_main(settings, script))
+            code = runner.run(_main(settings, script))
+        _exit_now(code)
+
     specs = resolve_ports(_listen_specs(settings))
     try:
         groups = bind_udp_groups(specs, n, bool(getattr(settings.server, "udp_steering", True)))
