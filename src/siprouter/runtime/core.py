@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Final
 
+from ..modules.registrar import Registrar
 from ..proxy.core import Branch, Proxy, ResponseContext
 from ..proxy.routing import (
     DEFAULT_PORTS,
@@ -35,7 +36,6 @@ from ..proxy.routing import (
     next_hop_uri,
     record_route_value,
 )
-from ..modules.registrar import Registrar
 from ..scripting.api import LookupResult, Reply, Request, StopRoute
 from ..sip.build import make_response, make_response_from_raw, new_tag
 from ..sip.headers import Via, fill_rport, parse_name_addr, split_commas
