@@ -993,6 +993,27 @@ static inline int py_space(Py_UCS1 c) { /* str.isspace() for one latin-1 code po
         || c == 0xa0;
 }
 
+/* siprouter.sip.headers.cut_first_item over s[0:n]: 0 when the text holds '"' or '<' (a comma
+ * there may not separate); else 1, with the first item (up to the first comma) at
+ * s[span[0]:span[1]] and the text after that comma at s[span[2]:span[3]] (empty when there is
+ * none), each stripped as str.strip() strips. The caller decides about an empty first item. */
+static int cut_first(const Py_UCS1 *s, Py_ssize_t n, Py_ssize_t span[4]) {
+    if (memchr(s, '"', (size_t)n) != NULL || memchr(s, '<', (size_t)n) != NULL)
+        return 0;
+    const Py_UCS1 *comma = memchr(s, ',', (size_t)n);
+    span[0] = 0;
+    span[1] = comma == NULL ? n : comma - s;
+    span[2] = comma == NULL ? n : span[1] + 1;
+    span[3] = n;
+    for (int k = 0; k < 4; k += 2) {
+        while (span[k] < span[k + 1] && py_space(s[span[k]]))
+            span[k]++;
+        while (span[k + 1] > span[k] && py_space(s[span[k + 1] - 1]))
+            span[k + 1]--;
+    }
+    return 1;
+}
+
 static PyObject *via_branch(PyObject *self, PyObject *text) {
     (void)self;
     if (ready_str(text, "via_branch(value: str)") < 0)
@@ -1001,15 +1022,10 @@ static PyObject *via_branch(PyObject *self, PyObject *text) {
         Py_RETURN_NONE;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(text);
     Py_ssize_t n = PyUnicode_GET_LENGTH(text);
-    if (memchr(s, '"', (size_t)n) != NULL || memchr(s, '<', (size_t)n) != NULL)
+    Py_ssize_t span[4];
+    if (!cut_first(s, n, span))
         Py_RETURN_NONE;
-    const Py_UCS1 *comma = memchr(s, ',', (size_t)n);
-    Py_ssize_t end = comma != NULL ? comma - s : n;
-    Py_ssize_t a = 0;
-    while (a < end && py_space(s[a]))
-        a++;
-    while (end > a && py_space(s[end - 1]))
-        end--;
+    Py_ssize_t a = span[0], end = span[1];
     if (end == a)
         Py_RETURN_NONE;
     static const char want[] = ";branch=";
@@ -1425,19 +1441,10 @@ static PyObject *rport_fill(PyObject *self, PyObject *const *args, Py_ssize_t na
         Py_RETURN_NONE;
     const Py_UCS1 *s = PyUnicode_1BYTE_DATA(args[0]);
     Py_ssize_t n = PyUnicode_GET_LENGTH(args[0]);
-    if (memchr(s, '"', (size_t)n) != NULL || memchr(s, '<', (size_t)n) != NULL)
+    Py_ssize_t span[4];
+    if (!cut_first(s, n, span))
         Py_RETURN_NONE;
-    const Py_UCS1 *comma = memchr(s, ',', (size_t)n);
-    Py_ssize_t fs = 0, fe = comma == NULL ? n : comma - s; /* the first item, stripped */
-    Py_ssize_t rs = comma == NULL ? n : fe + 1, re = n;      /* the rest, stripped */
-    while (fs < fe && py_space(s[fs]))
-        fs++;
-    while (fe > fs && py_space(s[fe - 1]))
-        fe--;
-    while (rs < re && py_space(s[rs]))
-        rs++;
-    while (re > rs && py_space(s[re - 1]))
-        re--;
+    Py_ssize_t fs = span[0], fe = span[1], rs = span[2], re = span[3];
     if (fe - fs < 6 || memcmp(s + fe - 6, ";rport", 6) != 0)
         Py_RETURN_NONE;
     for (Py_ssize_t i = fs; i + 6 < fe; i++)
