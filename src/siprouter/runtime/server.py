@@ -13,7 +13,6 @@ worker builds its own :class:`Server`, bound with SO_REUSEPORT and joined to its
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
@@ -21,7 +20,7 @@ import signal
 import socket
 import sys
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 from ..modules import instances as module_instances
 from ..proxy.routing import LocalAddresses
@@ -34,7 +33,7 @@ from ..transport.manager import TransportManager
 from ..transport.spec import ListenSpec, TransportSettings
 from .core import Core
 from .ipc import Peers, ReplicatedLocation
-from .workers import bind_udp_groups, close_groups, resolve_ports, supervise
+from .workers import bind_udp_groups, close_groups, exit_process, resolve_ports, supervise
 
 log = logging.getLogger("siprouter")
 
@@ -292,21 +291,9 @@ def worker_count(settings: Any) -> int:
     return n if n > 0 else (os.cpu_count() or 1)
 
 
-def _exit_now(code: int) -> NoReturn:
-    """End the process once the server is closed (every store closed, every record written):
-    logs and stdio flushed, then ``os._exit``, as each worker ends. The interpreter's own
-    teardown would free every object one at a time, which after a load (transactions kept
-    for 32 s, dialogs, a location table) took seconds of CPU: a server capped at a fifth of a
-    core took 4 s to exit after SIGTERM, where the rest of the stop took 6 ms."""
-    with contextlib.suppress(Exception):
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code)
-
-
 def run(settings: Any) -> int:
-    """Run a server until SIGTERM/SIGINT; returns the process exit status."""
+    """Run a server until SIGTERM/SIGINT; returns the process exit status (a server of one
+    worker ends the process itself once closed, see ``workers.exit_process``)."""
     _setup_logging(getattr(settings.server, "log_level", "info"))
     try:
         script = load_configured_script(settings)
@@ -317,7 +304,7 @@ def run(settings: Any) -> int:
     if n == 1:
         with _runner() as runner:
             code = runner.run(_main(settings, script))
-        _exit_now(code)
+        exit_process(code)
 
     specs = resolve_ports(_listen_specs(settings))
     try:

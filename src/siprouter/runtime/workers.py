@@ -30,15 +30,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, NoReturn
 
 from ..transport import steering
 from ..transport.manager import open_listen_socket
 from ..transport.spec import Listener, ListenSpec
 
 __all__ = [
-    "STOP_TIMEOUT", "START_TIMEOUT", "bind_udp_groups", "close_groups", "resolve_ports",
-    "supervise",
+    "STOP_TIMEOUT", "START_TIMEOUT", "bind_udp_groups", "close_groups", "exit_process",
+    "resolve_ports", "supervise",
 ]
 
 log = logging.getLogger("siprouter.workers")
@@ -161,11 +161,7 @@ class _Supervisor:
                 with contextlib.suppress(Exception):
                     log.exception("worker %d failed", w.index)
             finally:
-                with contextlib.suppress(Exception):
-                    logging.shutdown()
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
+                exit_process(code)
         os.close(wr)
         os.set_blocking(r, False)
         w.pid = pid
@@ -326,6 +322,20 @@ class _Supervisor:
             for w in self.workers:
                 if w.pid == 0 and w.restart_at is not None and now >= w.restart_at:
                     self.spawn(w)
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this process once its server is closed (every store closed, every record written):
+    logs and stdio flushed, then ``os._exit``. The interpreter's own teardown would free every
+    object one at a time, which after a load (transactions kept for 32 s, dialogs, a location
+    table) took seconds of CPU: a server capped at a fifth of a core took 4 s to exit after
+    SIGTERM, where the rest of the stop took 6 ms. Each worker ends so, and a server of one
+    worker."""
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
 
 
 def supervise(count: int, worker_main: WorkerMain) -> int:
