@@ -243,11 +243,11 @@ class SipMessage:
         self._reason = ""
         self.version = _SIP20
         self._first = ""
+        # header entries, or None when dropped by compact() (rebuilt from ``raw`` on use);
         # entries: [canonical name, value (internal form), raw line or None, written name or None]
         # (the raw line is None once edited, and when it is "written name: value" exactly).
         # An entry is never changed in place: an edit puts a new one in its slot, so that a
         # copy() can share the entries with the message it was made from
-        # header entries, or None when dropped by compact() (rebuilt from ``raw`` on use)
         self._hl: list[list[str | None]] | None = []
         # every value in the header entries is ASCII (then wire form and caller form are the
         # same text, and no value needs a look of its own)

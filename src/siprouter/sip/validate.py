@@ -61,6 +61,12 @@ _c_name_addr_ok: Final[Callable[[str], bool | None] | None] = native(
 )
 
 
+def _common_name_addr(value: str) -> bool:
+    """``value`` is a name-addr of the common form (see ``_c_name_addr_ok``): a From/To
+    value, a Route list of one and a single Contact that every check below accepts."""
+    return _c_name_addr_ok is not None and _c_name_addr_ok(value) is not None
+
+
 def _bad(name: str) -> tuple[int, str]:
     return 400, f"Bad {name} Header Field"
 
@@ -242,14 +248,14 @@ _CSEQ_CHECK: Final = _cseq_ok
 
 def _check_name_addr(value: str) -> bool:
     """A From/To value: name-addr syntax, and a parseable URI when it is sip/sips/tel."""
-    if _c_name_addr_ok is not None and _c_name_addr_ok(value) is not None:
+    if _common_name_addr(value):
         return True
     return _verdict(_name_addr_memo, _memo_key(value), value, _NAME_ADDR_CHECK)
 
 
 def _check_uri_list(value: str) -> bool:
     """A Route/Record-Route value: a list of name-addrs."""
-    if _c_name_addr_ok is not None and _c_name_addr_ok(value) is not None:
+    if _common_name_addr(value):
         return True  # a list of one
     return _verdict(_uri_list_memo, _memo_key(value), value, _URI_LIST_CHECK)
 
@@ -257,7 +263,7 @@ def _check_uri_list(value: str) -> bool:
 def _contact_fast_ok(value: str) -> bool:
     """A single Contact value the fast path accepts (remembered; anything else is for the full
     parser, which also names the error)."""
-    if _c_name_addr_ok is not None and _c_name_addr_ok(value) is not None:
+    if _common_name_addr(value):
         return True
     key = _memo_key(value)
     if key is not None and key in _contact_memo:
